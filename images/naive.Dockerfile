@@ -1,0 +1,9 @@
+# The naive baseline the build report compares against: the same pinned packages on the same base,
+# installed the way a hand-written Dockerfile usually does it (one stage, one pip install).
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update && apt-get install -y python3 python3-venv ca-certificates
+COPY requirements.txt /tmp/requirements.txt
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+    python3 -m venv /opt/venv && /opt/venv/bin/pip install -r /tmp/requirements.txt

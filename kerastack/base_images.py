@@ -1,0 +1,106 @@
+"""Base images: the official image pinned by digest, or a Debian base bootstrapped from packages.
+
+When the official base cannot be pulled (an offline or air-gapped engine), the offline recipe of
+versions.toml is used: `debootstrap --variant=minbase SUITE`, imported under a deterministic tag
+that later runs reuse.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from python_on_whales import DockerException, docker
+
+from .config import PythonVersion
+from .errors import PipelineError
+
+BOOTSTRAP_REPOSITORY = "kerastack-base/debian"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    ref: str
+    source: str  # "local", "pulled" or "bootstrapped"
+    seconds: float = 0.0
+
+
+def bootstrap_tag(suite: str) -> str:
+    return f"{BOOTSTRAP_REPOSITORY}:{suite}-minbase"
+
+
+def apt_sources(suite: str, mirror: str) -> str:
+    lines = [f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main"]
+    if suite not in ("sid", "unstable"):
+        lines.append(f"deb {SECURITY_MIRROR} {suite}-security main")
+    return "\n".join(lines) + "\n"
+
+
+def resolve(python: PythonVersion, *, offline: bool | None = None) -> BaseImage:
+    """The base for a Python version: present locally, pulled, or bootstrapped (in that order).
+
+    KERASTACK_OFFLINE_BASE=1 skips the official image and goes straight to the offline recipe.
+    """
+    if offline is None:
+        offline = os.environ.get("KERASTACK_OFFLINE_BASE") == "1"
+    start = time.monotonic()
+    if not offline:
+        if docker.image.exists(python.base_image):
+            return BaseImage(python.base_image, "local")
+        try:
+            docker.image.pull(python.base_image, quiet=True)
+            return BaseImage(python.base_image, "pulled", time.monotonic() - start)
+        except DockerException:
+            pass  # no registry reachable: fall back to the offline recipe
+    tag = bootstrap_tag(python.debian_suite)
+    if docker.image.exists(tag):
+        return BaseImage(tag, "local")
+    bootstrap(python.debian_suite, tag)
+    return BaseImage(tag, "bootstrapped", time.monotonic() - start)
+
+
+def _ensure_debootstrap() -> str:
+    found = shutil.which("debootstrap") or (Path("/usr/sbin/debootstrap").exists() and "/usr/sbin/debootstrap")
+    if found:
+        return str(found)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("kerastack: installing debootstrap to bootstrap a base image", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"], check=True, stdout=subprocess.DEVNULL)
+        return "/usr/sbin/debootstrap"
+    raise PipelineError("no base image could be pulled and debootstrap is missing: install it (apt-get install debootstrap) or make the base pullable")
+
+
+def bootstrap(suite: str, tag: str) -> None:
+    if os.geteuid() != 0:
+        raise PipelineError(
+            f"no base image could be pulled, and bootstrapping {tag} with debootstrap needs root: "
+            "run once as root, or make the official base pullable (check your registry access)"
+        )
+    debootstrap = _ensure_debootstrap()
+    mirror = os.environ.get("DEBIAN_MIRROR", DEFAULT_MIRROR)
+    print(f"kerastack: bootstrapping {tag} from Debian {suite} ({mirror}); about 30 s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="kerastack-rootfs-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        result = subprocess.run([debootstrap, "--variant=minbase", suite, str(rootfs), mirror], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise PipelineError(f"debootstrap {suite} failed:\n{(result.stdout + result.stderr)[-2000:]}")
+        (rootfs / "etc/apt/sources.list").write_text(apt_sources(suite, mirror))
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
+            for path in (rootfs / leftover).glob("*"):
+                if path.is_file():
+                    path.unlink()
+        archive = Path(tmp) / "rootfs.tar"
+        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
+        docker.image.import_(
+            archive,
+            tag=tag,
+            changes=['ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'CMD ["/bin/bash"]'],
+            message=f"debootstrap --variant=minbase {suite} {mirror}",
+        )

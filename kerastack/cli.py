@@ -1,0 +1,215 @@
+"""`python -m kerastack COMMAND [FILTER ...]`: what the nox sessions and make targets call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import config as config_module
+from . import engine, lock, matrix, tags
+from .errors import PipelineError
+from .plan import plan_cell
+
+ROOT = Path(__file__).resolve().parent.parent
+out = Console()
+err = Console(stderr=True)
+
+
+def _load(args: argparse.Namespace) -> tuple[config_module.Config, list[matrix.Cell], list[matrix.Cell]]:
+    config = config_module.load(args.config)
+    registry = args.registry or os.environ.get("KERASTACK_REGISTRY")
+    repository = args.repository or os.environ.get("KERASTACK_REPOSITORY")
+    if registry or repository:
+        config = config_module.with_registry(config, registry, repository)
+    all_cells = matrix.cells(config)
+    selected = matrix.Filter.parse(args.filter).select(all_cells, config.path)
+    return config, all_cells, selected
+
+
+def _stamp(args: argparse.Namespace) -> tuple[tags.BuildStamp, str]:
+    from .build import current_stamp
+
+    return current_stamp(ROOT)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    config, all_cells, selected = _load(args)
+    stamp, created = _stamp(args)
+    plans = [plan_cell(config, all_cells, cell, stamp, config.python[cell.python].base_image, created) for cell in selected]
+    if args.json:
+        print(json.dumps({"include": [p.as_json() for p in plans]}, separators=(",", ":") if args.compact else None, indent=None if args.compact else 2))
+        return 0
+    table = Table(title=f"{len(selected)} of {len(all_cells)} cells ({matrix.Filter.parse(args.filter)})")
+    for column in ("cell", "TensorFlow", "Keras", "Python", "variant", "CUDA", "cell tag", "moving tags"):
+        table.add_column(column)
+    for p in plans:
+        release = config.tensorflow[p.cell.tensorflow]
+        table.add_row(
+            p.id, str(p.cell.tensorflow), str(release.keras), str(p.cell.python), p.cell.variant, str(p.cell.cuda or "–"), p.tags.cell, ", ".join(p.tags.moving) or "–"
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    config, all_cells, selected = _load(args)
+    stamp, _ = _stamp(args)
+    table = Table(title=f"Tags of {config.image} for revision {stamp.revision}")
+    for column in ("tag", "kind", "cell", "moves?"):
+        table.add_column(column)
+    for cell in selected:
+        for tag, kind in tags.tags_for(config, all_cells, cell, stamp).kinds():
+            table.add_row(tag, kind, cell.id, tags.KIND_HELP[kind])
+    out.print(table)
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    config, all_cells, selected = _load(args)
+    if args.check:
+        statuses = lock.status(ROOT, config, all_cells if not args.filter else selected)
+        bad = [s for s in statuses if s.state != "ok"]
+        for s in statuses:
+            (err if s.state != "ok" else out).print(f"{'✓' if s.state == 'ok' else '✗'} {s.cell_id}: {s.state} {s.detail}")
+        if bad:
+            raise PipelineError(f"{len(bad)} lock(s) out of date with versions.toml: run `nox -s lock` and commit locks/")
+        return 0
+    for cell in selected:
+        groups = lock.lock_cell(ROOT, config, cell)
+        out.print(f"✓ {cell.id}: " + ", ".join(f"{g} {len(p)}" for g, p in groups.items()))
+    return 0
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    status = engine.ensure(install=False if args.check else None)
+    out.print(f"✓ Docker engine {status.server_version} with buildx")
+    return 0
+
+
+def cmd_base_images(args: argparse.Namespace) -> int:
+    from . import base_images
+
+    config, _, selected = _load(args)
+    engine.ensure()
+    for version in sorted({c.python for c in selected}):
+        base = base_images.resolve(config.python[version])
+        out.print(f"✓ Python {version}: {base.ref} ({base.source}{f', {base.seconds:.0f} s' if base.seconds else ''})")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from . import ca
+    from .build import BuildOptions, build_matrix
+
+    config, all_cells, selected = _load(args)
+    engine.ensure()
+    stamp, created = _stamp(args)
+    report = build_matrix(
+        BuildOptions(
+            root=ROOT,
+            config=config,
+            all_cells=tuple(all_cells),
+            selected=tuple(selected),
+            stamp=stamp,
+            created=created,
+            ca_bundle=ca.find_bundle(args.ca_bundle),
+            builder=args.builder,
+            cache_from=args.cache_from,
+            cache_to=args.cache_to,
+            no_cache=args.no_cache,
+            naive=args.naive,
+            report_dir=Path(args.report_dir),
+        ),
+        err,
+    )
+    failed = [c.cell for c in report.cells if c.status != "built"]
+    out.print(f"report: {Path(args.report_dir) / 'build-report.md'}")
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(report.cells)} cells failed:[/] {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    """Print a local reference of the default image of a variant: pulled, or built when no registry has it."""
+    from python_on_whales import DockerException, docker
+
+    config, all_cells, _ = _load(args)
+    engine.ensure()
+    cell = matrix.default_cell(config, args.variant, all_cells)
+    ref = f"{config.image}:{tags.cell_tag(cell)}"
+    if not docker.image.exists(ref):
+        try:
+            err.print(f"pulling {ref} ...")
+            docker.image.pull(ref, quiet=True)
+        except DockerException:
+            err.print(f"{ref} is not in a reachable registry: building it locally (one-time; about 1-3 minutes)")
+            args.filter = [f"id={cell.id}"]
+            args.naive = False
+            if cmd_build(args) != 0:
+                raise PipelineError(f"could not build {cell.id}; see the log above")
+    print(ref)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kerastack", description="Build, test and publish pinned Keras/TensorFlow + Jupyter images.")
+    p.add_argument("--config", default=str(ROOT / "versions.toml"), help="the versions file (default: versions.toml)")
+    p.add_argument("--registry", help="override [registry].host (or KERASTACK_REGISTRY)")
+    p.add_argument("--repository", help="override [registry].repository (or KERASTACK_REPOSITORY)")
+    sub = p.add_subparsers(dest="command", required=True)
+    filter_help = f"select cells: KEY=VALUE[,VALUE] with keys {', '.join(matrix.FILTER_KEYS)} (e.g. tf=2.21 variant=cpu)"
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("filter", nargs="*", help=filter_help)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = command("matrix", cmd_matrix, "show the cells of the matrix (a table, or JSON for GitHub Actions)")
+    sp.add_argument("--json", action="store_true", help='print {"include": [...]} for strategy.matrix via fromJSON')
+    sp.add_argument("--compact", action="store_true", help="one-line JSON (for $GITHUB_OUTPUT)")
+    command("tags", cmd_tags, "show each cell's tags and which of them move")
+    sp = command("lock", cmd_lock, "resolve hash-pinned lock files per cell into locks/ (needs PyPI)")
+    sp.add_argument("--check", action="store_true", help="fail when versions.toml changed since the locks were made")
+    sp = command("engine", cmd_engine, "make sure a Docker engine with buildx runs (installs it as root)")
+    sp.add_argument("--check", action="store_true", help="only check; never install")
+    command("base-images", cmd_base_images, "pull or bootstrap the base image of each selected Python")
+    for name, func, help in (
+        ("build", cmd_build, "build the selected cells with buildx and write the build report"),
+        ("image", cmd_image, "print the default image of a variant, pulling or building it"),
+    ):
+        sp = command(name, func, help)
+        sp.add_argument("--ca-bundle", help="PEM bundle for a TLS-intercepting proxy (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT)")
+        sp.add_argument("--builder", help="an existing buildx builder, e.g. a remote BuildKit (default: BUILDX_BUILDER)")
+        sp.add_argument("--cache-from", help="buildx --cache-from, e.g. type=gha")
+        sp.add_argument("--cache-to", help="buildx --cache-to, e.g. type=gha,mode=max")
+        sp.add_argument("--no-cache", action="store_true", help="build without the layer cache")
+        sp.add_argument("--naive", action="store_true", help="also build a naive single-stage image per cell and report its size")
+        sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where the build report goes (default: reports/)")
+        if name == "image":
+            sp.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PipelineError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

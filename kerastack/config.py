@@ -1,0 +1,454 @@
+"""Load and validate versions.toml into typed, frozen objects. Pure: reads one file, runs nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .versions import Version
+
+SCHEMA_VERSION = 1
+VARIANTS = ("cpu", "gpu")
+_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?\s*([<>=!~].*)?$")
+_REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
+_DIGEST_REF = re.compile(r"^[^\s@]+(@sha256:[0-9a-f]{64})?$")
+_DEBIAN_SUITES = ("bookworm", "trixie", "forky", "sid")
+
+
+@dataclass(frozen=True)
+class VersionRange:
+    """Inclusive `min`, and either inclusive `max` or exclusive `below`."""
+
+    min: Version
+    max: Version | None = None
+    below: Version | None = None
+
+    def contains(self, version: Version) -> bool:
+        if version < self.min:
+            return False
+        if self.max is not None and not (version < self.max or version.startswith(self.max)):
+            return False
+        if self.below is not None and not version < self.below:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        upper = f", <= {self.max}" if self.max else f", < {self.below}" if self.below else ""
+        return f">= {self.min}{upper}"
+
+
+@dataclass(frozen=True)
+class TensorFlowRelease:
+    version: Version
+    python: VersionRange
+    built_with_cuda: Version
+    built_with_cudnn: Version
+    cuda: VersionRange
+    keras: Version
+
+
+@dataclass(frozen=True)
+class PythonVersion:
+    version: Version
+    base_image: str
+    debian_suite: str
+
+
+@dataclass(frozen=True)
+class CudaVersion:
+    version: Version
+    cudnn: Version
+    min_driver: str
+    wheels: tuple[tuple[str, str], ...]  # (distribution, exact version), sorted
+
+    @property
+    def runtime_version(self) -> str:
+        return dict(self.wheels)["nvidia-cuda-runtime-cu12"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    tensorflow_package: str
+    needs_cuda: bool
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An include or exclude entry of [matrix]: the keys it names must all match."""
+
+    tensorflow: Version | None = None
+    python: Version | None = None
+    variant: str | None = None
+    cuda: Version | None = None
+    key_path: str = ""
+
+
+@dataclass(frozen=True)
+class Defaults:
+    tensorflow: Version
+    python: Version
+    cuda: Version
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    registry: str
+    repository: str
+    defaults: Defaults
+    jupyter_packages: tuple[str, ...]
+    tensorflow: dict[Version, TensorFlowRelease]
+    python: dict[Version, PythonVersion]
+    cuda: dict[Version, CudaVersion]
+    variants: dict[str, Variant]
+    axis_tensorflow: tuple[Version, ...]
+    axis_python: tuple[Version, ...]
+    axis_variant: tuple[str, ...]
+    axis_cuda: tuple[Version, ...]
+    excludes: tuple[Rule, ...]
+    includes: tuple[Rule, ...]
+
+    @property
+    def image(self) -> str:
+        """The image name without a tag, e.g. ghcr.io/kerastack/keras-jupyter."""
+        return f"{self.registry}/{self.repository}"
+
+
+class _Reader:
+    """Walks the TOML tree, remembering key paths so every error can name where it is."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, key_path: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(self.file, key_path, problem, fix)
+
+    def table(self, data: Any, key_path: str, known: dict[str, str], required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(data, dict):
+            raise self.fail(key_path, f"expected a table, got {type(data).__name__}", f"write [{key_path}] as a TOML table")
+        for key in data:
+            if key not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                raise self.fail(_join(key_path, key), "unknown key", f"remove it or use one of: {listed}")
+        for key in required:
+            if key not in data:
+                raise self.fail(_join(key_path, key), "missing", f"add `{key} = ...` ({known[key]})")
+        return data
+
+    def string(self, data: Any, key_path: str, what: str) -> str:
+        if not isinstance(data, str) or not data.strip():
+            raise self.fail(key_path, f"expected {what} as a non-empty string, got {data!r}", f'write it as "{what}" in quotes')
+        return data
+
+    def version(self, data: Any, key_path: str, example: str) -> Version:
+        if not isinstance(data, str):
+            raise self.fail(key_path, f"expected a version string, got {data!r}", f'quote it: "{example}"')
+        try:
+            return Version(data)
+        except ValueError:
+            raise self.fail(key_path, f"{data!r} is a malformed version", f'write a dotted version such as "{example}"') from None
+
+    def versions(self, data: Any, key_path: str, example: str) -> tuple[Version, ...]:
+        if not isinstance(data, list) or not data:
+            raise self.fail(key_path, "expected a non-empty list of versions", f'write e.g. ["{example}"]')
+        parsed = tuple(self.version(item, f"{key_path}[{i}]", example) for i, item in enumerate(data))
+        seen: set[Version] = set()
+        for i, version in enumerate(parsed):
+            if version in seen:
+                raise self.fail(f"{key_path}[{i}]", f"{version} is listed twice", "remove the duplicate")
+            seen.add(version)
+        return parsed
+
+    def range(self, data: Any, key_path: str, example_min: str, example_max: str) -> VersionRange:
+        data = self.table(data, key_path, {"min": "lowest version", "max": "highest version", "below": "exclusive bound"}, ("min",))
+        low = self.version(data["min"], _join(key_path, "min"), example_min)
+        if ("max" in data) == ("below" in data):
+            raise self.fail(key_path, "needs exactly one of `max` (inclusive) or `below` (exclusive)", f'write {{ min = "{example_min}", max = "{example_max}" }}')
+        high = self.version(data["max"], _join(key_path, "max"), example_max) if "max" in data else None
+        below = self.version(data["below"], _join(key_path, "below"), example_max) if "below" in data else None
+        bound = high or below
+        assert bound is not None
+        if bound < low:
+            raise self.fail(key_path, f"upper bound {bound} is below min {low}", "swap or correct the bounds")
+        return VersionRange(low, high, below)
+
+
+def _join(key_path: str, key: str) -> str:
+    quoted = key if re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", key) else f'"{key}"'
+    return f"{key_path}.{quoted}" if key_path else quoted
+
+
+def load(path: str | Path = "versions.toml") -> Config:
+    """Read and validate a versions file; raise ConfigError naming the first problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found", "run from the project root or pass --config PATH") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, file: str = "versions.toml") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML ({exc})", "fix the syntax at the position shown") from None
+    r = _Reader(file)
+    top = r.table(
+        data,
+        "",
+        {
+            "schema": "schema version, 1",
+            "registry": "[registry] host and repository",
+            "defaults": "[defaults] tensorflow, python, cuda",
+            "jupyter": "[jupyter] packages",
+            "tensorflow": "[tensorflow.\"X.Y.Z\"] releases",
+            "python": "[python.\"X.Y\"] versions",
+            "cuda": "[cuda.\"X.Y\"] versions",
+            "variants": "[variants.cpu] and [variants.gpu]",
+            "matrix": "[matrix] axes, include and exclude",
+        },
+        ("schema", "registry", "defaults", "jupyter", "tensorflow", "python", "cuda", "variants", "matrix"),
+    )
+    if top["schema"] != SCHEMA_VERSION:
+        raise r.fail("schema", f"unsupported schema {top['schema']!r}", f"set schema = {SCHEMA_VERSION}")
+
+    registry = r.table(top["registry"], "registry", {"host": "e.g. ghcr.io", "repository": "e.g. org/name"}, ("host", "repository"))
+    host = r.string(registry["host"], "registry.host", "ghcr.io")
+    if not _REGISTRY_HOST.match(host):
+        raise r.fail("registry.host", f"{host!r} is not a registry host", 'write a host such as "ghcr.io" or "127.0.0.1:5000"')
+    repository = r.string(registry["repository"], "registry.repository", "org/name")
+    if not _REPOSITORY.match(repository):
+        raise r.fail("registry.repository", f"{repository!r} is not a valid repository", 'use lowercase path components, e.g. "kerastack/keras-jupyter"')
+
+    jupyter = r.table(top["jupyter"], "jupyter", {"packages": "requirements for the Jupyter layer"}, ("packages",))
+    packages = jupyter["packages"]
+    if not isinstance(packages, list) or not packages:
+        raise r.fail("jupyter.packages", "expected a non-empty list of requirements", 'write e.g. ["jupyterlab>=4.4,<5"]')
+    for i, requirement in enumerate(packages):
+        if not isinstance(requirement, str) or not _REQUIREMENT.match(requirement):
+            raise r.fail(f"jupyter.packages[{i}]", f"{requirement!r} is not a requirement", 'write "name" or "name>=1.0,<2"')
+
+    releases = _tensorflow_releases(r, top["tensorflow"])
+    pythons = _python_versions(r, top["python"])
+    cudas = _cuda_versions(r, top["cuda"])
+    variants = _variants(r, top["variants"])
+
+    defaults_data = r.table(
+        top["defaults"], "defaults", {"tensorflow": "default release", "python": "default Python", "cuda": "default CUDA for GPU"}, ("tensorflow", "python", "cuda")
+    )
+    defaults = Defaults(
+        r.version(defaults_data["tensorflow"], "defaults.tensorflow", "2.21.0"),
+        r.version(defaults_data["python"], "defaults.python", "3.11"),
+        r.version(defaults_data["cuda"], "defaults.cuda", "12.5"),
+    )
+    for key, value, known in (("tensorflow", defaults.tensorflow, releases), ("python", defaults.python, pythons), ("cuda", defaults.cuda, cudas)):
+        if value not in known:
+            raise r.fail(f"defaults.{key}", f"{value} has no [{key}.\"{value}\"] entry", f"add that entry or pick one of: {_listed(known)}")
+
+    matrix = r.table(
+        top["matrix"],
+        "matrix",
+        {"tensorflow": "releases", "python": "Python versions", "variant": "cpu/gpu", "cuda": "CUDA versions", "exclude": "rules", "include": "rules"},
+        ("tensorflow", "python", "variant"),
+    )
+    axis_tf = r.versions(matrix["tensorflow"], "matrix.tensorflow", "2.21.0")
+    axis_py = r.versions(matrix["python"], "matrix.python", "3.11")
+    axis_cuda = r.versions(matrix["cuda"], "matrix.cuda", "12.5") if "cuda" in matrix else ()
+    axis_variant = _variant_axis(r, matrix["variant"], variants)
+    for i, version in enumerate(axis_tf):
+        if version not in releases:
+            raise r.fail(f"matrix.tensorflow[{i}]", f"TensorFlow {version} has no [tensorflow.\"{version}\"] entry", f"add its release facts or use one of: {_listed(releases)}")
+    for i, version in enumerate(axis_py):
+        if version not in pythons:
+            raise r.fail(f"matrix.python[{i}]", f"Python {version} has no [python.\"{version}\"] entry", f"add its base image and offline recipe or use one of: {_listed(pythons)}")
+    for i, version in enumerate(axis_cuda):
+        if version not in cudas:
+            raise r.fail(f"matrix.cuda[{i}]", f"CUDA {version} has no [cuda.\"{version}\"] entry", f"add the CUDA wheels it pins or use one of: {_listed(cudas)}")
+    if any(variants[v].needs_cuda for v in axis_variant) and not axis_cuda:
+        raise r.fail("matrix.cuda", "GPU cells need CUDA versions but the axis is empty", 'add cuda = ["12.5"] to [matrix]')
+
+    excludes = _rules(r, matrix.get("exclude", []), "matrix.exclude", variants)
+    includes = _rules(r, matrix.get("include", []), "matrix.include", variants)
+    for rule in includes:
+        for key, known in (("tensorflow", releases), ("python", pythons), ("cuda", cudas)):
+            value = getattr(rule, key)
+            if value is not None and value not in known:
+                raise r.fail(f"{rule.key_path}.{key}", f"{value} has no [{key}.\"{value}\"] entry", f"add that entry or use one of: {_listed(known)}")
+        if rule.tensorflow is None or rule.python is None or rule.variant is None:
+            raise r.fail(rule.key_path, "an include names one whole cell", "give tensorflow, python and variant (and cuda for gpu)")
+
+    return Config(
+        path=file,
+        registry=host,
+        repository=repository,
+        defaults=defaults,
+        jupyter_packages=tuple(packages),
+        tensorflow=releases,
+        python=pythons,
+        cuda=cudas,
+        variants=variants,
+        axis_tensorflow=axis_tf,
+        axis_python=axis_py,
+        axis_variant=axis_variant,
+        axis_cuda=axis_cuda,
+        excludes=excludes,
+        includes=includes,
+    )
+
+
+def _listed(known: dict) -> str:
+    return ", ".join(str(k) for k in sorted(known))
+
+
+def _tensorflow_releases(r: _Reader, data: Any) -> dict[Version, TensorFlowRelease]:
+    data = r.table(data, "tensorflow", {k: "a release" for k in (data if isinstance(data, dict) else {})})
+    releases = {}
+    for key, entry in data.items():
+        path = _join("tensorflow", key)
+        version = r.version(key, path, "2.21.0")
+        if len(version.parts) != 3:
+            raise r.fail(path, f"{key!r} is not a full release version", 'write MAJOR.MINOR.PATCH, e.g. "2.21.0"')
+        entry = r.table(
+            entry,
+            path,
+            {"python": "{ min, max }", "built_with": "{ cuda, cudnn }", "cuda": "{ min, below } of CUDA its wheels accept", "keras": "pinned Keras version"},
+            ("python", "built_with", "cuda", "keras"),
+        )
+        built = r.table(entry["built_with"], f"{path}.built_with", {"cuda": "CUDA version", "cudnn": "cuDNN version"}, ("cuda", "cudnn"))
+        releases[version] = TensorFlowRelease(
+            version=version,
+            python=r.range(entry["python"], f"{path}.python", "3.10", "3.13"),
+            built_with_cuda=r.version(built["cuda"], f"{path}.built_with.cuda", "12.5"),
+            built_with_cudnn=r.version(built["cudnn"], f"{path}.built_with.cudnn", "9.3"),
+            cuda=r.range(entry["cuda"], f"{path}.cuda", "12.5", "13"),
+            keras=r.version(entry["keras"], f"{path}.keras", "3.12.4"),
+        )
+    if not releases:
+        raise r.fail("tensorflow", "no releases", 'add a [tensorflow."2.21.0"] table')
+    return releases
+
+
+def _python_versions(r: _Reader, data: Any) -> dict[Version, PythonVersion]:
+    data = r.table(data, "python", {k: "a Python version" for k in (data if isinstance(data, dict) else {})})
+    pythons = {}
+    for key, entry in data.items():
+        path = _join("python", key)
+        version = r.version(key, path, "3.11")
+        if len(version.parts) != 2:
+            raise r.fail(path, f"{key!r} is not a Python minor version", 'write MAJOR.MINOR, e.g. "3.11"')
+        entry = r.table(entry, path, {"base_image": "image pinned by digest", "offline": "{ debian = SUITE }"}, ("base_image", "offline"))
+        base = r.string(entry["base_image"], f"{path}.base_image", "python:3.11-slim-bookworm@sha256:...")
+        if not _DIGEST_REF.match(base):
+            raise r.fail(f"{path}.base_image", f"{base!r} is not an image reference", "write NAME[:TAG][@sha256:DIGEST]")
+        offline = r.table(entry["offline"], f"{path}.offline", {"debian": "Debian suite that ships this Python"}, ("debian",))
+        suite = r.string(offline["debian"], f"{path}.offline.debian", "bookworm")
+        if suite not in _DEBIAN_SUITES:
+            raise r.fail(f"{path}.offline.debian", f"unknown Debian suite {suite!r}", f"use one of: {', '.join(_DEBIAN_SUITES)}")
+        pythons[version] = PythonVersion(version, base, suite)
+    return pythons
+
+
+def _cuda_versions(r: _Reader, data: Any) -> dict[Version, CudaVersion]:
+    data = r.table(data, "cuda", {k: "a CUDA version" for k in (data if isinstance(data, dict) else {})})
+    cudas = {}
+    for key, entry in data.items():
+        path = _join("cuda", key)
+        version = r.version(key, path, "12.5")
+        entry = r.table(
+            entry,
+            path,
+            {"cudnn": "cuDNN version", "min_driver": "minimum NVIDIA driver", "wheels": "{ wheel = exact version }"},
+            ("cudnn", "min_driver", "wheels"),
+        )
+        wheels = r.table(entry["wheels"], f"{path}.wheels", {k: "" for k in (entry["wheels"] if isinstance(entry["wheels"], dict) else {})})
+        if "nvidia-cuda-runtime-cu12" not in wheels:
+            raise r.fail(f"{path}.wheels", "the CUDA runtime wheel is not pinned", 'add "nvidia-cuda-runtime-cu12" = "X.Y.Z"')
+        pinned = []
+        for name, pin in wheels.items():
+            wheel_path = _join(f"{path}.wheels", name)
+            if not name.startswith("nvidia-"):
+                raise r.fail(wheel_path, "only NVIDIA CUDA wheels belong here", "move other packages to [jupyter] or the release")
+            pinned.append((name, str(r.version(pin, wheel_path, "12.5.82"))))
+        runtime = Version(dict(pinned)["nvidia-cuda-runtime-cu12"])
+        if not runtime.startswith(version):
+            raise r.fail(_join(f"{path}.wheels", "nvidia-cuda-runtime-cu12"), f"runtime {runtime} is not CUDA {version}", f"pin a {version}.x runtime wheel")
+        cudas[version] = CudaVersion(
+            version=version,
+            cudnn=r.version(entry["cudnn"], f"{path}.cudnn", "9.3"),
+            min_driver=str(r.version(entry["min_driver"], f"{path}.min_driver", "555.42")),
+            wheels=tuple(sorted(pinned)),
+        )
+    return cudas
+
+
+def _variants(r: _Reader, data: Any) -> dict[str, Variant]:
+    data = r.table(data, "variants", {v: f"the {v} variant" for v in VARIANTS})
+    variants = {}
+    for name, entry in data.items():
+        path = f"variants.{name}"
+        entry = r.table(entry, path, {"tensorflow_package": "pip name of TF", "needs_cuda": "true for GPU"}, ("tensorflow_package",))
+        package = r.string(entry["tensorflow_package"], f"{path}.tensorflow_package", "tensorflow-cpu")
+        if not _REQUIREMENT.match(package):
+            raise r.fail(f"{path}.tensorflow_package", f"{package!r} is not a package name", 'write e.g. "tensorflow[and-cuda]"')
+        needs_cuda = entry.get("needs_cuda", False)
+        if not isinstance(needs_cuda, bool):
+            raise r.fail(f"{path}.needs_cuda", f"expected true or false, got {needs_cuda!r}", "write needs_cuda = true")
+        if needs_cuda != (name == "gpu"):
+            raise r.fail(f"{path}.needs_cuda", f"the {name} variant {'must' if name == 'gpu' else 'cannot'} need CUDA", f"set needs_cuda = {str(name == 'gpu').lower()}")
+        variants[name] = Variant(name, package, needs_cuda)
+    return variants
+
+
+def _variant_axis(r: _Reader, data: Any, variants: dict[str, Variant]) -> tuple[str, ...]:
+    if not isinstance(data, list) or not data:
+        raise r.fail("matrix.variant", "expected a non-empty list", 'write variant = ["cpu", "gpu"]')
+    for i, name in enumerate(data):
+        if name not in variants:
+            raise r.fail(f"matrix.variant[{i}]", f"unknown variant {name!r}", f"use one of: {', '.join(variants) or 'none defined in [variants]'}")
+    if len(set(data)) != len(data):
+        raise r.fail("matrix.variant", "a variant is listed twice", "remove the duplicate")
+    return tuple(data)
+
+
+def _rules(r: _Reader, data: Any, key_path: str, variants: dict[str, Variant]) -> tuple[Rule, ...]:
+    if not isinstance(data, list):
+        raise r.fail(key_path, "expected an array of tables", f"write [[{key_path}]] sections")
+    rules = []
+    for i, entry in enumerate(data):
+        path = f"{key_path}[{i}]"
+        entry = r.table(entry, path, {"tensorflow": "release", "python": "Python version", "variant": "cpu/gpu", "cuda": "CUDA version"})
+        if not entry:
+            raise r.fail(path, "an empty rule matches everything", "name at least one of tensorflow, python, variant, cuda")
+        variant = entry.get("variant")
+        if variant is not None and variant not in variants:
+            raise r.fail(f"{path}.variant", f"unknown variant {variant!r}", f"use one of: {', '.join(variants)}")
+        rules.append(
+            Rule(
+                tensorflow=r.version(entry["tensorflow"], f"{path}.tensorflow", "2.21.0") if "tensorflow" in entry else None,
+                python=r.version(entry["python"], f"{path}.python", "3.11") if "python" in entry else None,
+                variant=variant,
+                cuda=r.version(entry["cuda"], f"{path}.cuda", "12.5") if "cuda" in entry else None,
+                key_path=path,
+            )
+        )
+    return tuple(rules)
+
+
+def with_registry(config: Config, host: str | None = None, repository: str | None = None) -> Config:
+    """The config with [registry] overridden (--registry, KERASTACK_REGISTRY, ...), validated the same way."""
+    r = _Reader("--registry/--repository")
+    host = host or config.registry
+    repository = repository or config.repository
+    if not _REGISTRY_HOST.match(host):
+        raise r.fail("registry", f"{host!r} is not a registry host", 'give a host such as "ghcr.io" or "127.0.0.1:5000"')
+    if not _REPOSITORY.match(repository):
+        raise r.fail("repository", f"{repository!r} is not a valid repository", 'use lowercase path components, e.g. "kerastack/keras-jupyter"')
+    return dataclasses.replace(config, registry=host, repository=repository)

@@ -1,0 +1,155 @@
+"""The pipeline's one Docker adapter (python-on-whales): build, inspect, layers, tag, push, remove."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_on_whales import DockerException, docker
+from python_on_whales.utils import run as run_docker
+
+from .plan import DOCKERFILE, BuildPlan
+
+_STEP = re.compile(r"^#(\d+) \[([^\]]+)\] (.*)$")
+_CACHED = re.compile(r"^#(\d+) CACHED$")
+
+
+@dataclass
+class BuildOutcome:
+    ok: bool
+    seconds: float
+    image_id: str = ""
+    cached_steps: int = 0
+    total_steps: int = 0
+    log: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Layer:
+    diff_id: str
+    size: int
+
+
+def builder_name(explicit: str | None = None) -> str | None:
+    """An existing buildx builder to use (e.g. a remote BuildKit): --builder, else BUILDX_BUILDER."""
+    return explicit or os.environ.get("BUILDX_BUILDER") or None
+
+
+def build(
+    plan: BuildPlan,
+    context: Path,
+    *,
+    secrets: Sequence[str] = (),
+    builder: str | None = None,
+    cache_from: str | None = None,
+    cache_to: str | None = None,
+    no_cache: bool = False,
+    extra_tags: Sequence[str] = (),
+    on_step: Callable[[str], None] = lambda step: None,
+) -> BuildOutcome:
+    """Build one plan with buildx, streaming the plain log; never raises for a failed build."""
+    start = time.monotonic()
+    log: list[str] = []
+    steps: dict[str, str] = {}
+    cached: set[str] = set()
+    try:
+        for line in docker.buildx.build(
+            context,
+            file=context / DOCKERFILE,
+            target=plan.target,
+            tags=[*plan.local_refs, *extra_tags],
+            build_args=dict(plan.build_args),
+            labels=dict(plan.labels),
+            secrets=list(secrets),
+            builder=builder_name(builder),
+            cache_from=cache_from,
+            cache_to=cache_to,
+            cache=not no_cache,
+            load=True,
+            progress="plain",
+            stream_logs=True,
+        ):
+            line = line.rstrip("\n")
+            log.append(line)
+            if match := _STEP.match(line):
+                steps[match.group(1)] = match.group(2)
+                on_step(f"[{match.group(2)}] {match.group(3)[:60]}")
+            elif match := _CACHED.match(line):
+                cached.add(match.group(1))
+    except DockerException as exc:
+        return BuildOutcome(False, time.monotonic() - start, log=log, error=_last_error(log) or str(exc).strip()[-500:])
+    image_id = docker.image.inspect(plan.immutable_ref).id
+    return BuildOutcome(True, time.monotonic() - start, image_id, len(cached & steps.keys()), len(steps), log)
+
+
+def _last_error(log: Sequence[str]) -> str:
+    for line in reversed(log):
+        if "ERROR" in line or "error:" in line.lower():
+            return line.strip()
+    return ""
+
+
+def build_dockerfile(dockerfile: Path, context: Path, tag: str, build_args: dict[str, str], secrets: Sequence[str] = ()) -> BuildOutcome:
+    """A plain build of another Dockerfile (the naive baseline), tagged `tag`."""
+    start = time.monotonic()
+    log: list[str] = []
+    try:
+        for line in docker.buildx.build(
+            context, file=dockerfile, tags=[tag], build_args=build_args, secrets=list(secrets), load=True, progress="plain", stream_logs=True
+        ):
+            log.append(line.rstrip("\n"))
+    except DockerException as exc:
+        return BuildOutcome(False, time.monotonic() - start, log=log, error=_last_error(log) or str(exc)[-500:])
+    return BuildOutcome(True, time.monotonic() - start, docker.image.inspect(tag).id, log=log)
+
+
+def image_id(ref: str) -> str | None:
+    try:
+        return docker.image.inspect(ref).id
+    except DockerException:
+        return None
+
+
+def image_size(ref: str) -> int:
+    return int(docker.image.inspect(ref).size)
+
+
+def labels(ref: str) -> dict[str, str]:
+    return dict(docker.image.inspect(ref).config.labels or {})
+
+
+def layers(ref: str) -> list[Layer]:
+    """The image's layers, bottom first, with their uncompressed sizes.
+
+    Sizes come from the history; entries of metadata-only steps (ENV, LABEL, ...) made no layer.
+    """
+    diff_ids = list(docker.image.inspect(ref).root_fs.layers or [])
+    # python-on-whales has no `image history` yet: run it through its own runner and client config.
+    out = run_docker(docker.docker_cmd + ["image", "history", "--human=false", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", ref])
+    entries = [line.split("\t", 1) for line in reversed(out.splitlines()) if line.strip()]
+    with_layer = [int(size) for size, created_by in entries if int(size) > 0 or not _METADATA_STEP.search(created_by)]
+    if len(with_layer) != len(diff_ids):
+        with_layer = [int(size) for size, _ in entries if int(size) > 0]
+    if len(with_layer) != len(diff_ids):
+        raise DockerException(["docker", "image", "history", ref], 1, None, b"history does not match the image's layers")
+    return [Layer(d, s) for d, s in zip(diff_ids, with_layer)]
+
+
+_METADATA_STEP = re.compile(r"^(/bin/sh -c #\(nop\) )?(ENV|LABEL|USER|WORKDIR|VOLUME|EXPOSE|HEALTHCHECK|ENTRYPOINT|CMD|ARG|SHELL|STOPSIGNAL|ONBUILD)\b")
+
+
+def tag(source: str, target: str) -> None:
+    docker.image.tag(source, target)
+
+
+def remove_images(refs: Sequence[str]) -> None:
+    for ref in refs:
+        try:
+            docker.image.remove(ref, force=True)
+        except DockerException:
+            pass

@@ -1,0 +1,271 @@
+"""Lock files: per cell, hash-pinned requirements split into layer groups.
+
+Pure functions build the resolver inputs, parse its output and split it into groups; `lock_cell` and
+`check` are the only ones that touch the disk or run the resolver (uv).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .errors import PipelineError
+from .matrix import Cell, resolve
+
+LOCK_FORMAT = 1
+PLATFORM = "x86_64-manylinux_2_28"
+# Layer order, least to most often changing. The Dockerfile installs them in this order.
+GROUPS = ("cuda", "tensorflow", "jupyter")
+LOCKS_DIR = "locks"
+
+
+@dataclass(frozen=True)
+class LockInputs:
+    """Everything a cell's resolution depends on; its fingerprint says when to relock."""
+
+    cell_id: str
+    python: str
+    platform: str
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    group_roots: tuple[str, ...]  # distributions that, with their dependencies, form the tensorflow group
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps({"format": LOCK_FORMAT, **self.__dict__}, sort_keys=True, default=list)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # normalised distribution name
+    version: str
+    hashes: tuple[str, ...]
+    via: tuple[str, ...] = field(default=())  # normalised names of the packages that need it, "-" for a root
+
+    def render(self) -> str:
+        lines = [f"{self.name}=={self.version}"] + [f"    --hash={h}" for h in self.hashes]
+        return " \\\n".join(lines)
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def inputs_for(config: Config, cell: Cell) -> LockInputs:
+    r = resolve(config, cell)
+    tf_requirement = f"{r.variant.tensorflow_package}=={r.release.version}"
+    requirements = (tf_requirement, f"keras=={r.release.keras}", *config.jupyter_packages)
+    constraints = tuple(f"{name}=={version}" for name, version in r.cuda.wheels) if r.cuda else ()
+    tf_name = normalise(re.split(r"[\[<>=!~ ]", r.variant.tensorflow_package, maxsplit=1)[0])
+    return LockInputs(
+        cell_id=cell.id,
+        python=str(cell.python),
+        platform=PLATFORM,
+        requirements=requirements,
+        constraints=constraints,
+        group_roots=(tf_name, "keras"),
+    )
+
+
+_PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s\\;]+)")
+
+
+def parse_compiled(text: str) -> list[Pin]:
+    """Parse `uv pip compile --generate-hashes` output (requirements format with `# via` notes)."""
+    pins: list[Pin] = []
+    current: dict | None = None
+    in_via = False
+
+    def finish() -> None:
+        if current is not None:
+            pins.append(Pin(current["name"], current["version"], tuple(current["hashes"]), tuple(sorted(set(current["via"])))))
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        match = _PIN_LINE.match(raw)
+        if match:
+            finish()
+            current = {"name": normalise(match.group(1)), "version": match.group(3), "hashes": [], "via": []}
+            in_via = False
+            continue
+        if current is None or not line:
+            continue
+        if line.startswith("--hash="):
+            current["hashes"].append(line.removeprefix("--hash=").rstrip(" \\"))
+        elif line.startswith("# via"):
+            in_via = True
+            rest = line.removeprefix("# via").strip()
+            if rest:
+                current["via"].append(_via_name(rest))
+        elif line.startswith("#") and in_via:
+            current["via"].append(_via_name(line.lstrip("# ").strip()))
+    finish()
+    for pin in pins:
+        if not pin.hashes:
+            raise PipelineError(f"the resolver gave {pin.name}=={pin.version} without hashes; relock with --generate-hashes")
+    return pins
+
+
+def _via_name(text: str) -> str:
+    if text.startswith("-r") or text.startswith("-c"):
+        return "-"
+    return normalise(text.split()[0])
+
+
+def split_groups(pins: Sequence[Pin], roots: Iterable[str]) -> dict[str, list[Pin]]:
+    """cuda: nvidia-* wheels; tensorflow: the roots and all they need; jupyter: everything else."""
+    children: dict[str, set[str]] = {}
+    for pin in pins:
+        for parent in pin.via:
+            children.setdefault(parent, set()).add(pin.name)
+    closure: set[str] = set()
+    todo = [normalise(r) for r in roots]
+    while todo:
+        name = todo.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        todo.extend(children.get(name, ()))
+    groups: dict[str, list[Pin]] = {g: [] for g in GROUPS}
+    for pin in sorted(pins, key=lambda p: p.name):
+        if pin.name.startswith("nvidia-"):
+            groups["cuda"].append(pin)
+        elif pin.name in closure:
+            groups["tensorflow"].append(pin)
+        else:
+            groups["jupyter"].append(pin)
+    return groups
+
+
+def render_group(inputs: LockInputs, group: str, pins: Sequence[Pin]) -> str:
+    header = (
+        f"# Lock group '{group}' of cell {inputs.cell_id} (Python {inputs.python}, {inputs.platform}).\n"
+        f"# Generated by `nox -s lock`; do not edit. Fingerprint: {inputs.fingerprint()}\n"
+    )
+    return header + "".join(pin.render() + "\n" for pin in pins)
+
+
+def lock_dir(root: Path, cell: Cell) -> Path:
+    return root / LOCKS_DIR / cell.id
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    cell_id: str
+    state: str  # ok | missing | stale
+    detail: str = ""
+
+
+def status(root: Path, config: Config, cells: Sequence[Cell]) -> list[LockStatus]:
+    """Compare every cell's recorded fingerprint with versions.toml, and flag locks of removed cells."""
+    result = []
+    for cell in cells:
+        meta_file = lock_dir(root, cell) / "lock.json"
+        if not meta_file.exists():
+            result.append(LockStatus(cell.id, "missing", f"{meta_file} does not exist"))
+            continue
+        meta = json.loads(meta_file.read_text())
+        missing = [g for g in GROUPS if not (meta_file.parent / f"{g}.txt").exists()]
+        if meta.get("fingerprint") != inputs_for(config, cell).fingerprint():
+            result.append(LockStatus(cell.id, "stale", "versions.toml changed since it was locked"))
+        elif missing:
+            result.append(LockStatus(cell.id, "missing", f"group files missing: {', '.join(missing)}"))
+        else:
+            result.append(LockStatus(cell.id, "ok"))
+    wanted = {cell.id for cell in cells}
+    locks = root / LOCKS_DIR
+    if locks.is_dir():
+        for extra in sorted(p.name for p in locks.iterdir() if p.is_dir() and p.name not in wanted):
+            result.append(LockStatus(extra, "stale", "no such cell in versions.toml any more; delete the folder"))
+    return result
+
+
+def uv_command() -> list[str]:
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    try:
+        import uv  # noqa: F401  (the PyPI package ships the binary)
+    except ImportError:
+        raise PipelineError("uv is needed to lock: pip install uv (nox -s lock installs it)") from None
+    return [sys.executable, "-m", "uv"]
+
+
+def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
+    """Resolve one cell with uv and write its group files and lock.json atomically (all or nothing)."""
+    inputs = inputs_for(config, cell)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        (tmpdir / "requirements.in").write_text("\n".join(inputs.requirements) + "\n")
+        (tmpdir / "constraints.txt").write_text("\n".join(inputs.constraints) + "\n")
+        command = [
+            *uv_command(), "pip", "compile", "requirements.in",
+            "--constraint", "constraints.txt",
+            "--python-version", inputs.python,
+            "--python-platform", inputs.platform,
+            "--only-binary", ":all:",
+            "--generate-hashes",
+            "--no-header",
+            "--quiet",
+            "--output-file", "compiled.txt",
+        ]  # fmt: skip
+        run = subprocess.run(command, cwd=tmpdir, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise PipelineError(f"{cell.id}: the resolver failed:\n{run.stderr.strip()}")
+        pins = parse_compiled((tmpdir / "compiled.txt").read_text())
+    groups = split_groups(pins, inputs.group_roots)
+    _check_cuda_pins(config, cell, groups["cuda"])
+    staging = Path(tempfile.mkdtemp(prefix=f".{cell.id}.", dir=_ensure(root / LOCKS_DIR)))
+    for group in GROUPS:
+        (staging / f"{group}.txt").write_text(render_group(inputs, group, groups[group]))
+    meta = {
+        "cell": cell.id,
+        "format": LOCK_FORMAT,
+        "fingerprint": inputs.fingerprint(),
+        "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()},
+        "groups": {g: {p.name: p.version for p in groups[g]} for g in GROUPS},
+    }
+    (staging / "lock.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    target = lock_dir(root, cell)
+    if target.exists():
+        backup = target.with_name(f".{cell.id}.old")
+        target.rename(backup)
+        staging.rename(target)
+        shutil.rmtree(backup)
+    else:
+        staging.rename(target)
+    return groups
+
+
+def _check_cuda_pins(config: Config, cell: Cell, cuda_pins: Sequence[Pin]) -> None:
+    """The CUDA in a tag must be the CUDA inside: every locked nvidia wheel is one versions.toml pins."""
+    if cell.cuda is None:
+        if cuda_pins:
+            raise PipelineError(f"{cell.id}: a CPU cell resolved CUDA wheels ({', '.join(p.name for p in cuda_pins)})")
+        return
+    pinned = dict(config.cuda[cell.cuda].wheels)
+    unpinned = [f"{p.name}=={p.version}" for p in cuda_pins if p.name not in pinned]
+    if unpinned:
+        raise PipelineError(
+            f"{cell.id}: these CUDA wheels are not pinned by [cuda.\"{cell.cuda}\"] in versions.toml: {', '.join(unpinned)}; add them to its wheels"
+        )
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def locked_versions(root: Path, cell: Cell) -> dict[str, str]:
+    """name -> version of everything the cell's lock installs."""
+    meta = json.loads((lock_dir(root, cell) / "lock.json").read_text())
+    return {name: version for group in meta["groups"].values() for name, version in group.items()}

@@ -1,0 +1,105 @@
+"""Build plans: for each cell, exactly what to build and how to name it. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .config import Config
+from .lock import LOCKS_DIR
+from .matrix import Cell, resolve
+from .tags import BuildStamp, CellTags, tags_for
+
+DOCKERFILE = "images/Dockerfile"
+SOURCE_URL = "https://github.com/kerastack/kerastack"
+LABEL_PREFIX = "io.kerastack"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    cell: Cell
+    target: str
+    image: str  # repository without tag
+    tags: CellTags
+    build_args: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+
+    @property
+    def id(self) -> str:
+        return self.cell.id
+
+    def ref(self, tag: str) -> str:
+        return f"{self.image}:{tag}"
+
+    @property
+    def immutable_ref(self) -> str:
+        return self.ref(self.tags.immutable)
+
+    @property
+    def cell_ref(self) -> str:
+        return self.ref(self.tags.cell)
+
+    @property
+    def local_refs(self) -> list[str]:
+        """Tags a build puts on the local image: the immutable and the cell tag. Moving tags are publish's."""
+        return [self.immutable_ref, self.cell_ref]
+
+    def as_json(self) -> dict:
+        """One entry of `nox -s matrix -- --json`, read by the release workflow."""
+        return {
+            "id": self.cell.id,
+            "tensorflow": str(self.cell.tensorflow),
+            "python": str(self.cell.python),
+            "variant": self.cell.variant,
+            "cuda": str(self.cell.cuda) if self.cell.cuda else "",
+            "target": self.target,
+            "filter": f"id={self.cell.id}",
+            "image": self.image,
+            "tags": {"immutable": self.tags.immutable, "cell": self.tags.cell, "moving": list(self.tags.moving)},
+            "build_args": dict(self.build_args),
+        }
+
+
+def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp, base_image: str, created: str) -> BuildPlan:
+    """`base_image` is the base actually used (official or bootstrapped); `created` an RFC 3339 time."""
+    r = resolve(config, cell)
+    tags = tags_for(config, all_cells, cell, stamp)
+    build_args = {
+        "BASE_IMAGE": base_image,
+        "PYTHON_VERSION": str(cell.python),
+        "LOCK_DIR": f"{LOCKS_DIR}/{cell.id}",
+    }
+    labels = {
+        "org.opencontainers.image.title": f"Keras {r.release.keras} + TensorFlow {r.release.version} + Jupyter ({cell.variant})",
+        "org.opencontainers.image.description": "JupyterLab with pinned TensorFlow and Keras, run as a non-root user, built from versions.toml",
+        "org.opencontainers.image.version": tags.cell,
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.revision": stamp.revision,
+        "org.opencontainers.image.source": SOURCE_URL,
+        "org.opencontainers.image.licenses": "Apache-2.0",
+        "org.opencontainers.image.base.name": base_image,
+        "org.opencontainers.image.ref.name": tags.immutable,
+        f"{LABEL_PREFIX}.cell": cell.id,
+        f"{LABEL_PREFIX}.variant": cell.variant,
+        f"{LABEL_PREFIX}.tensorflow.version": str(r.release.version),
+        f"{LABEL_PREFIX}.keras.version": str(r.release.keras),
+        f"{LABEL_PREFIX}.python.version": str(cell.python),
+    }
+    if r.cuda is not None:
+        labels |= {
+            f"{LABEL_PREFIX}.tensorflow.built-with.cuda": str(r.release.built_with_cuda),
+            f"{LABEL_PREFIX}.tensorflow.built-with.cudnn": str(r.release.built_with_cudnn),
+            f"{LABEL_PREFIX}.cuda.version": str(r.cuda.version),
+            f"{LABEL_PREFIX}.cuda.runtime": r.cuda.runtime_version,
+            f"{LABEL_PREFIX}.cudnn.version": str(r.cuda.cudnn),
+            f"{LABEL_PREFIX}.cuda.wheels": ",".join(f"{name}=={version}" for name, version in r.cuda.wheels),
+            f"{LABEL_PREFIX}.nvidia.driver.min": r.cuda.min_driver,
+        }
+    return BuildPlan(
+        cell=cell,
+        target=cell.variant,
+        image=config.image,
+        tags=tags,
+        build_args=tuple(sorted(build_args.items())),
+        labels=tuple(sorted(labels.items())),
+    )

@@ -1,0 +1,112 @@
+"""The tag scheme. Pure: computed from the matrix and a build stamp.
+
+Three kinds of tag, from most to least stable:
+- immutable: `2.21.0-py3.11-cpu-20261124-a1b2c3d`: one build; a rebuild gets a new one, publish never overwrites it.
+- cell: `2.21.0-py3.11-cpu`, `2.21.0-py3.11-gpu-cuda12.5`: names what is inside; moves only when that cell is rebuilt.
+- moving: `latest`, `latest-gpu`, `2.21-cpu`, `2.21-gpu`: follow the highest TensorFlow version of their variant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .config import Config
+from .matrix import Cell
+
+IMMUTABLE = "immutable"
+CELL = "cell"
+MOVING = "moving"
+KIND_HELP = {
+    IMMUTABLE: "never moves: one build, never overwritten",
+    CELL: "moves only when this cell is rebuilt",
+    MOVING: "moves to the newest release of its variant",
+}
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REVISION = re.compile(r"^[0-9a-f]{7,40}(-dirty)?$|^unknown$")
+
+
+@dataclass(frozen=True)
+class BuildStamp:
+    """What makes a build's immutable tag unique: the UTC build date and the source revision."""
+
+    date: str  # YYYYMMDD
+    revision: str  # short git commit, "-dirty" when the tree had changes
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^\d{8}$", self.date):
+            raise ValueError(f"build date {self.date!r} is not YYYYMMDD")
+        if not _REVISION.match(self.revision):
+            raise ValueError(f"revision {self.revision!r} is not a short git commit")
+
+    @classmethod
+    def at(cls, when: datetime, revision: str) -> BuildStamp:
+        return cls(when.astimezone(timezone.utc).strftime("%Y%m%d"), revision)
+
+    @property
+    def suffix(self) -> str:
+        return f"{self.date}-{self.revision}"
+
+
+@dataclass(frozen=True)
+class CellTags:
+    cell_id: str
+    immutable: str
+    cell: str
+    moving: tuple[str, ...]
+
+    def all(self) -> tuple[str, ...]:
+        return (self.immutable, self.cell, *self.moving)
+
+    def kinds(self) -> list[tuple[str, str]]:
+        return [(self.immutable, IMMUTABLE), (self.cell, CELL), *((t, MOVING) for t in self.moving)]
+
+
+def cell_tag(cell: Cell) -> str:
+    tag = f"{cell.tensorflow}-py{cell.python}-{cell.variant}" + (f"-cuda{cell.cuda}" if cell.cuda else "")
+    assert _TAG.match(tag), tag
+    return tag
+
+
+def immutable_tag(cell: Cell, stamp: BuildStamp) -> str:
+    tag = f"{cell_tag(cell)}-{stamp.suffix}"
+    assert _TAG.match(tag), tag
+    return tag
+
+
+def _preference(config: Config, cell: Cell) -> tuple:
+    """Higher is preferred: newest TF, then the default Python and CUDA, then the newest of those."""
+    return (
+        cell.tensorflow,
+        cell.python == config.defaults.python,
+        cell.python,
+        cell.cuda == config.defaults.cuda,
+        cell.cuda or cell.tensorflow,  # any comparable value for CPU cells
+    )
+
+
+def moving_tags(config: Config, all_cells: Sequence[Cell]) -> dict[str, tuple[str, ...]]:
+    """Moving tags by cell id, computed over the WHOLE matrix so that a filtered build never steals them."""
+    owners: dict[str, Cell] = {}
+    for variant in sorted({c.variant for c in all_cells}):
+        of_variant = [c for c in all_cells if c.variant == variant]
+        latest = "latest" if variant == "cpu" else f"latest-{variant}"
+        owners[latest] = max(of_variant, key=lambda c: _preference(config, c))
+        for line in sorted({c.tensorflow.major_minor for c in of_variant}):
+            in_line = [c for c in of_variant if c.tensorflow.major_minor == line]
+            owners[f"{line}-{variant}"] = max(in_line, key=lambda c: _preference(config, c))
+    by_cell: dict[str, list[str]] = {}
+    for tag, cell in owners.items():
+        by_cell.setdefault(cell.id, []).append(tag)
+    return {cell_id: tuple(sorted(tags)) for cell_id, tags in by_cell.items()}
+
+
+def tags_for(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp) -> CellTags:
+    return CellTags(
+        cell_id=cell.id,
+        immutable=immutable_tag(cell, stamp),
+        cell=cell_tag(cell),
+        moving=moving_tags(config, all_cells).get(cell.id, ()),
+    )

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Install and start a Docker engine with the buildx CLI plugin from distribution packages.
+#
+# The modern form of the classic "curl | sh" install step: Debian/Ubuntu packages only, no
+# vendor repository, safe to run again (it only does what is missing).
+#
+#   sudo scripts/install-docker.sh            # install what is missing, start dockerd
+#   scripts/install-docker.sh --check         # say what is missing, change nothing
+#
+# Environment:
+#   DEBIAN_MIRROR   mirror for the Debian 13 docker-buildx fallback (default: the one apt uses)
+#   DOCKERD_LOG     where a dockerd started by this script logs (default /var/log/dockerd.log)
+set -euo pipefail
+
+BUILDX_PLUGIN_DIR=/usr/libexec/docker/cli-plugins
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+CHECK_ONLY=0
+
+log() { printf 'install-docker: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+for arg in "$@"; do
+  case "$arg" in
+    --check) CHECK_ONLY=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown option '$arg' (see --help)" ;;
+  esac
+done
+
+have() { command -v "$1" >/dev/null 2>&1; }
+daemon_up() { docker info >/dev/null 2>&1; }
+buildx_ok() { docker buildx version >/dev/null 2>&1; }
+engine_installed() { have dockerd; }
+
+if [[ $CHECK_ONLY == 1 ]]; then
+  status=0
+  have docker || { log "missing: the docker CLI"; status=1; }
+  engine_installed || { log "missing: the Docker engine (dockerd)"; status=1; }
+  daemon_up || { log "not running: the Docker daemon"; status=1; }
+  buildx_ok || { log "missing: the buildx CLI plugin"; status=1; }
+  [[ $status == 0 ]] && log "ok: engine running, buildx present"
+  exit "$status"
+fi
+
+if daemon_up && buildx_ok; then
+  log "ok: engine running and buildx present; nothing to do"
+  exit 0
+fi
+
+[[ $(id -u) == 0 ]] || die "installing Docker needs root: run 'sudo $0', or install Docker yourself (https://docs.docker.com/engine/install/)"
+have apt-get || die "only Debian/Ubuntu (apt-get) are supported; install Docker Engine and buildx with your distribution's packages"
+
+export DEBIAN_FRONTEND=noninteractive
+apt_updated=0
+apt_update_once() {
+  if [[ $apt_updated == 0 ]]; then
+    log "apt-get update"
+    apt-get update -qq
+    apt_updated=1
+  fi
+}
+
+has_candidate() {
+  local candidate
+  candidate=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')
+  [[ -n $candidate && $candidate != "(none)" ]]
+}
+
+if ! engine_installed; then
+  apt_update_once
+  log "installing docker.io (engine, containerd, runc)"
+  # The docker CLI may already be on PATH from elsewhere; docker.io brings its own, which is harmless.
+  apt-get install -y -qq --no-install-recommends docker.io iptables ca-certificates >/dev/null
+fi
+
+debian_mirror() {
+  if [[ -n ${DEBIAN_MIRROR:-} ]]; then
+    echo "$DEBIAN_MIRROR"; return
+  fi
+  local uri
+  uri=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | grep -E 'debian/?( |$)' | grep -v security | head -n1 \
+        | sed -E 's/^URIs:[[:space:]]*//; s/^deb (\[[^]]*\] )?//; s/ .*//')
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+install_buildx_from_trixie() {
+  # Debian 12 does not package buildx; Debian 13's static Go binary runs fine as a CLI plugin.
+  local work mirror deb
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  mirror=$(debian_mirror)
+  log "buildx is not packaged here; fetching docker-buildx from Debian 13 (trixie) at $mirror"
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$work/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+              -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1)
+  apt-get "${opts[@]}" update -qq
+  (cd "$work" && apt-get "${opts[@]}" download docker-buildx >/dev/null)
+  deb=$(ls "$work"/docker-buildx_*.deb)
+  dpkg-deb -x "$deb" "$work/root"
+  install -D -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-buildx" "$BUILDX_PLUGIN_DIR/docker-buildx"
+}
+
+if ! buildx_ok; then
+  apt_update_once
+  if has_candidate docker-buildx; then
+    log "installing docker-buildx"
+    apt-get install -y -qq --no-install-recommends docker-buildx >/dev/null
+  else
+    install_buildx_from_trixie
+  fi
+  buildx_ok || die "buildx was installed to $BUILDX_PLUGIN_DIR but 'docker buildx version' still fails"
+fi
+
+start_dockerd() {
+  if [[ -d /run/systemd/system ]] && have systemctl; then
+    log "starting docker with systemd"
+    systemctl enable --now docker
+  elif pgrep -x dockerd >/dev/null; then
+    log "dockerd is already starting"
+  else
+    log "no init system: starting dockerd in the background (log: $DOCKERD_LOG)"
+    nohup dockerd >"$DOCKERD_LOG" 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    daemon_up && return 0
+    sleep 1
+  done
+  tail -n 20 "$DOCKERD_LOG" >&2 || true
+  die "dockerd did not answer within 60 s (see $DOCKERD_LOG)"
+}
+
+daemon_up || start_dockerd
+log "ok: $(docker version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'), $(docker buildx version | cut -d' ' -f1-2)"
