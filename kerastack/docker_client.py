@@ -123,24 +123,24 @@ def labels(ref: str) -> dict[str, str]:
     return dict(docker.image.inspect(ref).config.labels or {})
 
 
+# The diff ID of an empty layer (BuildKit writes one for a WORKDIR that already exists).
+EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+
+
 def layers(ref: str) -> list[Layer]:
     """The image's layers, bottom first, with their uncompressed sizes.
 
-    Sizes come from the history; entries of metadata-only steps (ENV, LABEL, ...) made no layer.
+    Sizes come from the history, whose non-zero entries are, in order, the non-empty layers.
     """
     diff_ids = list(docker.image.inspect(ref).root_fs.layers or [])
     # python-on-whales has no `image history` yet: run it through its own runner and client config.
-    out = run_docker(docker.docker_cmd + ["image", "history", "--human=false", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", ref])
-    entries = [line.split("\t", 1) for line in reversed(out.splitlines()) if line.strip()]
-    with_layer = [int(size) for size, created_by in entries if int(size) > 0 or not _METADATA_STEP.search(created_by)]
-    if len(with_layer) != len(diff_ids):
-        with_layer = [int(size) for size, _ in entries if int(size) > 0]
-    if len(with_layer) != len(diff_ids):
+    out = run_docker(docker.docker_cmd + ["image", "history", "--human=false", "--format", "{{.Size}}", ref])
+    sizes = [int(line) for line in reversed(out.split()) if int(line) > 0]
+    non_empty = [d for d in diff_ids if d != EMPTY_LAYER]
+    if len(sizes) != len(non_empty):
         raise DockerException(["docker", "image", "history", ref], 1, None, b"history does not match the image's layers")
-    return [Layer(d, s) for d, s in zip(diff_ids, with_layer)]
-
-
-_METADATA_STEP = re.compile(r"^(/bin/sh -c #\(nop\) )?(ENV|LABEL|USER|WORKDIR|VOLUME|EXPOSE|HEALTHCHECK|ENTRYPOINT|CMD|ARG|SHELL|STOPSIGNAL|ONBUILD)\b")
+    by_id = dict(zip(non_empty, sizes))
+    return [Layer(d, by_id.get(d, 0)) for d in diff_ids]
 
 
 def tag(source: str, target: str) -> None:
