@@ -35,7 +35,9 @@ class JupyterServer:
         try:
             with urllib.request.urlopen(req, timeout=30) as response:
                 raw = response.read().decode()
-                return response.status, json.loads(raw) if raw else {}
+                if "json" in response.headers.get("Content-Type", ""):
+                    return response.status, json.loads(raw) if raw else {}
+                return response.status, raw
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
 

@@ -1,0 +1,193 @@
+"""Shared fixtures. Docker tests use the real engine; images are built through the pipeline itself."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# What `make test` smoke-tests: the default CPU cell, the second Python, and both CUDA versions.
+DEFAULT_SMOKE_CELLS = (
+    "tf2.21.0-py3.11-cpu",
+    "tf2.21.0-py3.13-cpu",
+    "tf2.21.0-py3.11-gpu-cuda12.5",
+    "tf2.21.0-py3.11-gpu-cuda12.9",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kerastack")
+    group.addoption("--cells", default=os.environ.get("KERASTACK_SMOKE_CELLS", ""), help="comma-separated cell ids to smoke-test")
+    group.addoption("--no-build", action="store_true", help="smoke-test existing local images; do not build missing ones")
+    group.addoption("--smoke-report", default="", help="write per-cell smoke results (JSON) here")
+
+
+def smoke_cells(config: pytest.Config) -> list[str]:
+    chosen = config.getoption("--cells")
+    return [c for c in chosen.split(",") if c] if chosen else list(DEFAULT_SMOKE_CELLS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell_id" in metafunc.fixturenames:
+        cells = smoke_cells(metafunc.config)
+        if "gpu_cell_id" in metafunc.fixturenames or metafunc.definition.get_closest_marker("gpu_image"):
+            cells = [c for c in cells if "-gpu-" in c]
+        metafunc.parametrize("cell_id", cells, scope="session")
+
+
+@pytest.fixture(scope="session")
+def project_config():
+    from kerastack import config
+
+    return config.load(ROOT / "versions.toml")
+
+
+@pytest.fixture(scope="session")
+def all_cells(project_config):
+    from kerastack import matrix
+
+    return matrix.cells(project_config)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The real engine; installed and started as root when missing (like `make test`)."""
+    from kerastack import engine
+
+    return engine.ensure()
+
+
+_built: dict[str, str] = {}
+_immutable_refs: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def cell_image(request: pytest.FixtureRequest, cell_id: str, docker_engine, project_config, all_cells, tmp_path_factory) -> str:
+    """A local image of the cell, built through the pipeline (cached layers make rebuilds quick)."""
+    from python_on_whales import docker
+
+    from kerastack import matrix, tags
+    from kerastack.build import BuildOptions, build_matrix, current_stamp
+    from kerastack.ca import find_bundle
+
+    if cell_id in _built:
+        return _built[cell_id]
+    (cell,) = matrix.Filter.parse([f"id={cell_id}"]).select(all_cells)
+    ref = f"{project_config.image}:{tags.cell_tag(cell)}"
+    if request.config.getoption("--no-build"):
+        if not docker.image.exists(ref):
+            pytest.fail(f"{ref} is not built: run `nox -s build-matrix -- id={cell_id}` first")
+    else:
+        stamp, created = current_stamp(ROOT)
+        report = build_matrix(
+            BuildOptions(
+                root=ROOT,
+                config=project_config,
+                all_cells=tuple(all_cells),
+                selected=(cell,),
+                stamp=stamp,
+                created=created,
+                ca_bundle=find_bundle(),
+                report_dir=tmp_path_factory.mktemp(f"build-{cell_id}"),
+            )
+        )
+        assert report.ok, f"building {cell_id} failed: {report.cells[0].error}"
+        _immutable_refs.extend(t for t in report.cells[0].tags if t != ref)
+    _built[cell_id] = ref
+    return ref
+
+
+@dataclass(frozen=True)
+class HostGpu:
+    available: bool
+    method: str | None
+    reason: str
+
+
+def load_launcher():
+    """scripts/launch as a module: the tests use its GPU detection, the same code end users run."""
+    loader = importlib.machinery.SourceFileLoader("kerastack_launch", str(ROOT / "scripts" / "launch"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def host_gpu(docker_engine) -> HostGpu:
+    from python_on_whales import docker
+    from python_on_whales.utils import run
+
+    launch = load_launcher()
+    info = json.loads(run(docker.docker_cmd + ["info", "--format", "{{json .}}"]))
+    method = launch.detect_gpu(info, launch.find_local_cdi_specs(info))
+    reason = "" if method else "Docker has no NVIDIA runtime and no CDI GPU device (no GPU, or no NVIDIA Container Toolkit)"
+    return HostGpu(method is not None, method, reason)
+
+
+@pytest.fixture(scope="session")
+def cell(cell_id, all_cells):
+    from kerastack import matrix
+
+    (found,) = matrix.Filter.parse([f"id={cell_id}"]).select(all_cells)
+    return found
+
+
+# ---------------------------------------------------------------- per-cell smoke results for publish
+_results: dict[str, dict] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    callspec = getattr(report, "cell_id", None)
+    if callspec is None:
+        return
+    entry = _results.setdefault(callspec, {"passed": 0, "failed": [], "skipped": 0})
+    if report.failed:
+        entry["failed"].append(report.nodeid)
+    elif report.when == "call" and report.passed:
+        entry["passed"] += 1
+    elif report.skipped:
+        entry["skipped"] += 1
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "cell_id" in callspec.params:
+        report.cell_id = callspec.params["cell_id"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from python_on_whales import docker
+
+    _write_smoke_report(session)
+    # Keep the cell tags (the cache the next run starts from); drop this run's immutable tags and the
+    # images earlier runs left untagged, so the disk use stays at one image per cell.
+    if _immutable_refs:
+        docker.image.remove(_immutable_refs, force=False, prune=True)
+        docker.image.prune(filters=[("label", "io.kerastack.cell"), ("dangling", "true")])
+
+
+def _write_smoke_report(session: pytest.Session) -> None:
+    path = session.config.getoption("--smoke-report")
+    if not path:
+        return
+    from python_on_whales import docker
+
+    cells = {}
+    for cell_id, entry in _results.items():
+        ref = _built.get(cell_id)
+        image_id = docker.image.inspect(ref).id if ref and docker.image.exists(ref) else ""
+        cells[cell_id] = {**entry, "image": ref or "", "image_id": image_id, "ok": not entry["failed"] and entry["passed"] > 0}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"cells": cells}, indent=2) + "\n")

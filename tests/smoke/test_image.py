@@ -1,0 +1,158 @@
+"""Smoke tests of one built image per cell, in real containers with a real Jupyter server.
+
+This is the classic manual check of the "ML toolkit in Docker" chapter, automated: the process runs
+as `keras`, files in /src belong to the host user, `import keras` works and TensorFlow lists its
+devices, and Jupyter asks for a token.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from python_on_whales import docker
+
+from tests.containers import host_user_dir, jupyter_container
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def running(cell_image, tmp_path_factory):
+    """One container per cell, started like the launcher starts it for a non-root host user."""
+    folder, uid = host_user_dir(tmp_path_factory.mktemp("src"))
+    with jupyter_container(cell_image, src=folder, uid=uid) as r:
+        r.host_folder, r.host_uid = folder, uid
+        yield r
+
+
+def test_jupyter_runs_as_keras_with_the_host_uid(cell_id, running):
+    result = running.jupyter.execute("import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name, os.getuid(), os.getgid())")
+    assert result.status == "ok", f"{cell_id}: {result.error}"
+    assert result.stdout.split() == ["keras", str(running.host_uid), str(running.host_uid)], cell_id
+
+
+def test_image_default_user_is_keras_uid_1000(cell_id, cell_image):
+    assert docker.image.inspect(cell_image).config.user == "keras", cell_id
+    assert docker.run(cell_image, ["id", "-u", "-n"], remove=True, entrypoint="").strip() == "keras"
+    assert docker.run(cell_image, ["id", "-u"], remove=True, entrypoint="").strip() == "1000"
+
+
+def test_file_written_in_src_belongs_to_host_user(cell_id, running):
+    result = running.jupyter.execute("open('/src/from-the-kernel.txt', 'w').write('hello from keras')")
+    assert result.status == "ok", f"{cell_id}: {result.error}"
+    written = running.host_folder / "from-the-kernel.txt"
+    assert written.read_text() == "hello from keras"
+    assert (written.stat().st_uid, written.stat().st_gid) == (running.host_uid, running.host_uid), cell_id
+
+
+def test_versions_equal_labels_and_versions_toml(cell_id, cell, cell_image, running, project_config):
+    labels = docker.image.inspect(cell_image).config.labels
+    release = project_config.tensorflow[cell.tensorflow]
+    expected = {"tensorflow": str(release.version), "keras": str(release.keras), "python": str(cell.python)}
+    assert {k: labels[f"io.kerastack.{k}.version"] for k in expected} == expected, cell_id
+    result = running.jupyter.execute("import sys, tensorflow as tf, keras; print(tf.__version__, keras.__version__, '%d.%d' % sys.version_info[:2])")
+    assert result.status == "ok", f"{cell_id}: {result.error}"
+    assert result.stdout.split() == [expected["tensorflow"], expected["keras"], expected["python"]], cell_id
+
+
+def test_kernel_imports_keras_and_lists_devices(cell_id, running):
+    """The classic check, over Jupyter's REST API and kernel websocket."""
+    code = "import keras, tensorflow as tf\nprint('keras', keras.__version__)\nprint([d.name for d in tf.config.list_physical_devices()])"
+    result = running.jupyter.execute(code)
+    assert result.status == "ok", f"{cell_id}: {result.error}"
+    assert "keras 3." in result.stdout
+    assert "/physical_device:CPU:0" in result.stdout, result.stdout
+
+
+def test_tiny_keras_model_trains_one_epoch(cell_id, running):
+    code = (
+        "import numpy as np, keras\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.normal(size=(256, 8)).astype('float32'); y = (x.sum(axis=1) > 0).astype('float32')\n"
+        "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation='relu'), keras.layers.Dense(1, activation='sigmoid')])\n"
+        "model.compile(optimizer='adam', loss='binary_crossentropy')\n"
+        "history = model.fit(x, y, epochs=1, batch_size=32, verbose=0)\n"
+        "print('loss', history.history['loss'][0])\n"
+    )
+    result = running.jupyter.execute(code, timeout=180)
+    assert result.status == "ok", f"{cell_id}: {result.error}"
+    loss = float(result.stdout.split()[-1])
+    assert 0 < loss < 10, f"{cell_id}: implausible loss {loss}"
+
+
+def test_jupyter_refuses_requests_without_the_token(cell_id, running):
+    assert running.jupyter.request("GET", "/api/kernels", token=None)[0] == 403, cell_id
+    assert running.jupyter.request("GET", "/api/kernels", token="wrong-token")[0] == 403, cell_id
+    assert running.jupyter.request("GET", "/api/kernels")[0] == 200, cell_id
+    assert running.jupyter.request("GET", "/api/contents", token=None)[0] == 403, cell_id
+
+
+def test_empty_token_is_refused(cell_id, cell_image):
+    container = docker.run(cell_image, detach=True, envs={"JUPYTER_TOKEN": ""})
+    try:
+        assert docker.container.wait(container) != 0, cell_id
+        assert "JUPYTER_TOKEN is empty" in docker.container.logs(container)
+    finally:
+        docker.container.remove(container, force=True)
+
+
+def test_notebook7_ui_is_served(cell_id, running):
+    status, body = running.jupyter.request("GET", "/tree")
+    assert status == 200 and "Jupyter Notebook" in str(body), cell_id
+
+
+@pytest.mark.parametrize("port, base_url", [(9999, "/"), (8888, "/lab-behind-proxy/")])
+def test_healthcheck_turns_healthy_with_custom_port_and_base_url(cell_id, cell_image, port, base_url):
+    with jupyter_container(cell_image, container_port=port, base_url=base_url) as r:
+        assert docker.container.inspect(r.container.id).state.health.status == "healthy", cell_id
+        assert r.jupyter.request("GET", "/api")[0] == 200
+
+
+def test_healthcheck_reports_unhealthy_when_jupyter_stops_answering(cell_id, cell_image):
+    with jupyter_container(cell_image) as r:
+        # SIGSTOP freezes Jupyter without exiting: the port stays open but /api never answers.
+        freeze = (
+            "import os, signal\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    if int(pid) != os.getpid() and b'jupyter-lab' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+            "        os.kill(int(pid), signal.SIGSTOP)\n"
+        )
+        r.exec(["python", "-c", freeze], user="keras")
+        deadline = time.monotonic() + 60
+        health = "healthy"
+        while time.monotonic() < deadline and health == "healthy":
+            time.sleep(2)
+            health = docker.container.inspect(r.container.id).state.health.status
+        assert health == "unhealthy", cell_id
+
+
+def test_runs_as_root_refused(cell_id, cell_image):
+    container = docker.run(cell_image, detach=True, user="root", envs={"KERAS_UID": "0", "JUPYTER_TOKEN": "x" * 16})
+    try:
+        assert docker.container.wait(container) != 0, cell_id
+        assert "refusing to run Jupyter as root" in docker.container.logs(container)
+    finally:
+        docker.container.remove(container, force=True)
+
+
+def test_no_build_leftovers_in_the_image(cell_id, cell_image):
+    script = (
+        "import pathlib, sys\n"
+        "venv = pathlib.Path('/opt/venv')\n"
+        "leftovers = [str(p) for p in venv.rglob('__pycache__')][:5]\n"
+        "leftovers += [p for p in ('/var/lib/apt/lists', '/root/.cache/pip') if pathlib.Path(p).exists() and any(pathlib.Path(p).iterdir())]\n"
+        "leftovers += [p for p in ('/usr/bin/gcc', '/usr/bin/make') if pathlib.Path(p).exists()]\n"
+        "print('\\n'.join(leftovers)); sys.exit(1 if leftovers else 0)\n"
+    )
+    result = docker.run(cell_image, ["python", "-c", script], remove=True, entrypoint="", user="root")
+    assert result.strip() == "", f"{cell_id}: {result}"
+
+
+def test_processes_inside_are_not_root(cell_id, running):
+    """Apart from tini (PID 1, needed to drop privileges), nothing runs as root."""
+    out = running.exec(["sh", "-c", "for p in /proc/[0-9]*; do echo $(basename $p) $(awk '/^Uid:/ {print $2}' $p/status) $(tr '\\0' ' ' < $p/cmdline | cut -c1-60); done"])
+    running.jupyter.execute("print('a kernel is running now')")
+    jupyter = [line for line in out.splitlines() if "jupyter-lab" in line or "ipykernel" in line]
+    assert jupyter, out
+    assert all(line.split()[1] != "0" for line in jupyter), f"{cell_id}: {jupyter}"
