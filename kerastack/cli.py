@@ -23,11 +23,7 @@ err = Console(stderr=True)
 
 
 def _load(args: argparse.Namespace) -> tuple[config_module.Config, list[matrix.Cell], list[matrix.Cell]]:
-    config = config_module.load(args.config)
-    registry = args.registry or os.environ.get("KERASTACK_REGISTRY")
-    repository = args.repository or os.environ.get("KERASTACK_REPOSITORY")
-    if registry or repository:
-        config = config_module.with_registry(config, registry, repository)
+    config = config_module.with_environment(config_module.load(args.config), dict(os.environ), args.registry, args.repository)
     all_cells = matrix.cells(config)
     selected = matrix.Filter.parse(args.filter).select(all_cells, config.path)
     return config, all_cells, selected
@@ -159,6 +155,92 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_cells(args: argparse.Namespace, all_cells: list[matrix.Cell], selected: list[matrix.Cell]) -> list[matrix.Cell]:
+    """Without a filter, smoke and publish take the cells of this run's build report."""
+    from .report import JSON_NAME, load_build_report
+
+    if args.filter or not (Path(args.reports) / JSON_NAME).exists():
+        return selected
+    built = set(load_build_report(Path(args.reports)).filter_cells)
+    return [c for c in all_cells if c.id in built] or selected
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    import subprocess
+
+    _, all_cells, selected = _load(args)
+    engine.ensure()
+    cells = _report_cells(args, all_cells, selected)
+    report = Path(args.reports) / "smoke-report.json"
+    command = [
+        sys.executable, "-m", "pytest", str(ROOT / "tests" / "smoke"),
+        f"--cells={','.join(c.id for c in cells)}", f"--smoke-report={report}", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+        *([] if args.build else ["--no-build"]), *args.pytest_args,
+    ]  # fmt: skip
+    err.print(f"smoke-testing {len(cells)} cell(s): {', '.join(c.id for c in cells)}")
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from . import publish
+    from .report import JSON_NAME, load_build_report
+
+    config, all_cells, selected = _load(args)
+    reports = Path(args.reports)
+    if args.stage == "moving":
+        plan = publish.plan_moving_from_reports(config, all_cells, selected, publish.load_reports(reports))
+    else:
+        if not (reports / JSON_NAME).exists():
+            raise PipelineError(f"no build report in {reports}: run `nox -s build-matrix` (and smoke) before publishing")
+        smoke_file = reports / publish.SMOKE_REPORT
+        smoke = json.loads(smoke_file.read_text()) if smoke_file.exists() else {}
+        cells = _report_cells(args, all_cells, selected)
+        plan = publish.plan_publish(config, all_cells, cells, load_build_report(reports), smoke, allow_dirty=args.allow_dirty, move_tags=args.stage == "all")
+    if not args.dry_run:
+        engine.ensure()
+    with publish.registry_client(config.registry) as client:
+        result = publish.execute(plan, client, dry_run=args.dry_run, attempts=args.retries + 1, backoff=args.backoff, log=lambda m: err.print(m, highlight=False))
+    if not args.dry_run:
+        name = publish.PUBLISH_REPORT if args.stage != "moving" else "moving-report.json"
+        (reports / name).write_text(result.to_json())
+    return 0 if result.ok else 1
+
+
+def cmd_check_release_tag(args: argparse.Namespace) -> int:
+    from .versions import parse_semver_tag
+
+    if not args.tag.startswith("v"):
+        raise PipelineError(f"release tag {args.tag!r} must look like v1.2.3")
+    try:
+        parse_semver_tag(args.tag)
+    except ValueError as exc:
+        raise PipelineError(f"release tag {args.tag!r} is not semver ({exc}); use vMAJOR.MINOR.PATCH") from None
+    out.print(f"✓ {args.tag}")
+    return 0
+
+
+def _pushed(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    from . import publish
+
+    return [(cell, entry) for report in publish.load_reports(Path(args.reports)) for cell, entry in sorted(report["cells"].items()) if entry.get("pushed")]
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .report import human
+
+    print("| cell | tags | digest | size |\n|---|---|---|---|")
+    for cell, entry in _pushed(args):
+        tags_text = "<br>".join(f"`{t}`" for t in entry["tags"])
+        print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry['size'])} |")
+    return 0
+
+
+def cmd_digests(args: argparse.Namespace) -> int:
+    for _, entry in _pushed(args):
+        print(f"{entry['tags'][0].rsplit(':', 1)[0]}@{entry['digest']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerastack", description="Build, test and publish pinned Keras/TensorFlow + Jupyter images.")
     p.add_argument("--config", default=str(ROOT / "versions.toml"), help="the versions file (default: versions.toml)")
@@ -196,6 +278,24 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where the build report goes (default: reports/)")
         if name == "image":
             sp.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
+    sp = command("smoke", cmd_smoke, "smoke-test built images in real containers; writes reports/smoke-report.json")
+    sp.add_argument("--reports", default=str(ROOT / "reports"), help="where the build report is and the smoke report goes")
+    sp.add_argument("--build", action="store_true", help="(re)build the cells first instead of testing the existing images")
+    sp.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[], help="passed on to pytest")
+    sp = command("publish", cmd_publish, "push the cells that passed smoke tests in this run; move moving tags last")
+    sp.add_argument("--reports", default=str(ROOT / "reports"), help="build/smoke reports (stage all, cells) or publish reports (stage moving)")
+    sp.add_argument("--stage", choices=("all", "cells", "moving"), default="all", help="all: push and move; cells: push only; moving: move from publish reports")
+    sp.add_argument("--dry-run", action="store_true", help="show what would be pushed and moved")
+    sp.add_argument("--allow-dirty", action="store_true", help="publish images built from uncommitted changes")
+    sp.add_argument("--retries", type=int, default=3, help="retries of a failed push (default 3)")
+    sp.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds, doubling (default 2)")
+    sp = sub.add_parser("check-release-tag", help="fail unless TAG is vMAJOR.MINOR.PATCH (semver)")
+    sp.add_argument("tag")
+    sp.set_defaults(func=cmd_check_release_tag)
+    for name, func, help in (("summary", cmd_summary, "Markdown table of pushed cells"), ("digests", cmd_digests, "IMAGE@DIGEST of each pushed cell")):
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--reports", default=str(ROOT / "reports"), help="folder searched for publish-report.json files")
+        sp.set_defaults(func=func)
     return p
 
 

@@ -217,15 +217,15 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         },
         ("schema", "registry", "defaults", "jupyter", "tensorflow", "python", "cuda", "variants", "matrix"),
     )
-    if top["schema"] != SCHEMA_VERSION:
+    if type(top["schema"]) is not int or top["schema"] != SCHEMA_VERSION:
         raise r.fail("schema", f"unsupported schema {top['schema']!r}", f"set schema = {SCHEMA_VERSION}")
 
     registry = r.table(top["registry"], "registry", {"host": "e.g. ghcr.io", "repository": "e.g. org/name"}, ("host", "repository"))
     host = r.string(registry["host"], "registry.host", "ghcr.io")
-    if not _REGISTRY_HOST.match(host):
+    if not _REGISTRY_HOST.fullmatch(host):
         raise r.fail("registry.host", f"{host!r} is not a registry host", 'write a host such as "ghcr.io" or "127.0.0.1:5000"')
     repository = r.string(registry["repository"], "registry.repository", "org/name")
-    if not _REPOSITORY.match(repository):
+    if not _REPOSITORY.fullmatch(repository):
         raise r.fail("registry.repository", f"{repository!r} is not a valid repository", 'use lowercase path components, e.g. "kerastack/keras-jupyter"')
 
     jupyter = r.table(top["jupyter"], "jupyter", {"packages": "requirements for the Jupyter layer"}, ("packages",))
@@ -233,7 +233,7 @@ def parse(text: str, file: str = "versions.toml") -> Config:
     if not isinstance(packages, list) or not packages:
         raise r.fail("jupyter.packages", "expected a non-empty list of requirements", 'write e.g. ["jupyterlab>=4.4,<5"]')
     for i, requirement in enumerate(packages):
-        if not isinstance(requirement, str) or not _REQUIREMENT.match(requirement):
+        if not isinstance(requirement, str) or not _REQUIREMENT.fullmatch(requirement):
             raise r.fail(f"jupyter.packages[{i}]", f"{requirement!r} is not a requirement", 'write "name" or "name>=1.0,<2"')
 
     releases = _tensorflow_releases(r, top["tensorflow"])
@@ -346,7 +346,7 @@ def _python_versions(r: _Reader, data: Any) -> dict[Version, PythonVersion]:
             raise r.fail(path, f"{key!r} is not a Python minor version", 'write MAJOR.MINOR, e.g. "3.11"')
         entry = r.table(entry, path, {"base_image": "image pinned by digest", "offline": "{ debian = SUITE }"}, ("base_image", "offline"))
         base = r.string(entry["base_image"], f"{path}.base_image", "python:3.11-slim-bookworm@sha256:...")
-        if not _DIGEST_REF.match(base):
+        if not _DIGEST_REF.fullmatch(base):
             raise r.fail(f"{path}.base_image", f"{base!r} is not an image reference", "write NAME[:TAG][@sha256:DIGEST]")
         offline = r.table(entry["offline"], f"{path}.offline", {"debian": "Debian suite that ships this Python"}, ("debian",))
         suite = r.string(offline["debian"], f"{path}.offline.debian", "bookworm")
@@ -396,7 +396,7 @@ def _variants(r: _Reader, data: Any) -> dict[str, Variant]:
         path = f"variants.{name}"
         entry = r.table(entry, path, {"tensorflow_package": "pip name of TF", "needs_cuda": "true for GPU"}, ("tensorflow_package",))
         package = r.string(entry["tensorflow_package"], f"{path}.tensorflow_package", "tensorflow-cpu")
-        if not _REQUIREMENT.match(package):
+        if not _REQUIREMENT.fullmatch(package):
             raise r.fail(f"{path}.tensorflow_package", f"{package!r} is not a package name", 'write e.g. "tensorflow[and-cuda]"')
         needs_cuda = entry.get("needs_cuda", False)
         if not isinstance(needs_cuda, bool):
@@ -447,8 +447,19 @@ def with_registry(config: Config, host: str | None = None, repository: str | Non
     r = _Reader("--registry/--repository")
     host = host or config.registry
     repository = repository or config.repository
-    if not _REGISTRY_HOST.match(host):
+    if not _REGISTRY_HOST.fullmatch(host):
         raise r.fail("registry", f"{host!r} is not a registry host", 'give a host such as "ghcr.io" or "127.0.0.1:5000"')
-    if not _REPOSITORY.match(repository):
+    if not _REPOSITORY.fullmatch(repository):
         raise r.fail("repository", f"{repository!r} is not a valid repository", 'use lowercase path components, e.g. "kerastack/keras-jupyter"')
     return dataclasses.replace(config, registry=host, repository=repository)
+
+
+REGISTRY_ENV = "KERASTACK_REGISTRY"
+REPOSITORY_ENV = "KERASTACK_REPOSITORY"
+
+
+def with_environment(config: Config, environ: dict[str, str], host: str | None = None, repository: str | None = None) -> Config:
+    """Apply --registry/--repository, else KERASTACK_REGISTRY/KERASTACK_REPOSITORY, to the config."""
+    host = host or environ.get(REGISTRY_ENV)
+    repository = repository or environ.get(REPOSITORY_ENV)
+    return with_registry(config, host, repository) if host or repository else config

@@ -252,10 +252,10 @@ def _check_cuda_pins(config: Config, cell: Cell, cuda_pins: Sequence[Pin]) -> No
             raise PipelineError(f"{cell.id}: a CPU cell resolved CUDA wheels ({', '.join(p.name for p in cuda_pins)})")
         return
     pinned = dict(config.cuda[cell.cuda].wheels)
-    unpinned = [f"{p.name}=={p.version}" for p in cuda_pins if p.name not in pinned]
+    unpinned = [f"{p.name}=={p.version}" for p in cuda_pins if pinned.get(p.name) != p.version]
     if unpinned:
         raise PipelineError(
-            f"{cell.id}: these CUDA wheels are not pinned by [cuda.\"{cell.cuda}\"] in versions.toml: {', '.join(unpinned)}; add them to its wheels"
+            f"{cell.id}: these CUDA wheels are not the versions pinned by [cuda.\"{cell.cuda}\"] in versions.toml: {', '.join(unpinned)}; add them to its wheels"
         )
 
 

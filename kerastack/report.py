@@ -83,7 +83,8 @@ def to_markdown(report: BuildReport) -> str:
     ]
     for c in report.cells:
         if c.status != "built":
-            lines.append(f"| {c.cell} | **failed**: {c.error[:120]} | | | | | {c.seconds:.0f} | | |")
+            error = " ".join(c.error.split()).replace("|", "\\|")[:160]
+            lines.append(f"| {c.cell} | **failed**: {error} | | | | | {c.seconds:.0f} | | |")
             continue
         naive = human(c.naive_size) + (f" ({100 * (1 - c.size / c.naive_size):.0f}% saved)" if c.naive_size else "")
         upgrade = f"{human(c.upgrade_download_bytes)} from {c.upgrade_from}" if c.upgrade_from else "–"

@@ -7,7 +7,8 @@ from functools import total_ordering
 
 import semver
 
-_DOTTED = re.compile(r"^\d+(\.\d+){0,3}$")
+# No leading zeros: "2.21.00" would otherwise be a second spelling of 2.21.0.
+_DOTTED = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*)){0,3}")
 
 
 @total_ordering
@@ -20,7 +21,7 @@ class Version:
     __slots__ = ("text", "parts", "_semver")
 
     def __init__(self, text: str) -> None:
-        if not isinstance(text, str) or not _DOTTED.match(text):
+        if not isinstance(text, str) or not _DOTTED.fullmatch(text):
             raise ValueError(f"{text!r} is not a version like 2.21.0, 3.11 or 12.5")
         self.text = text
         self.parts = tuple(int(p) for p in text.split("."))

@@ -46,7 +46,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def project_config():
     from kerastack import config
 
-    return config.load(ROOT / "versions.toml")
+    return config.with_environment(config.load(ROOT / "versions.toml"), dict(os.environ))
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +163,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     outcome = yield
     report = outcome.get_result()
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and "cell_id" in callspec.params:
+    if callspec is not None and isinstance(callspec.params.get("cell_id"), str):
         report.cell_id = callspec.params["cell_id"]
 
 

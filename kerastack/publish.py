@@ -1,0 +1,255 @@
+"""The publish stage: push only what passed its smoke tests in this run; move moving tags last.
+
+`plan_publish` is pure: from the build report, the smoke report and the matrix it decides what is
+pushed, in which order, and what is held back and why. `execute` does the pushing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from python_on_whales import DockerClient, DockerException
+from python_on_whales.utils import run as run_docker
+
+from .config import Config
+from .errors import PipelineError
+from .matrix import Cell
+from .report import BuildReport
+from .tags import IMMUTABLE, MOVING, moving_tags
+
+SMOKE_REPORT = "smoke-report.json"
+PUBLISH_REPORT = "publish-report.json"
+_NOT_RETRYABLE = re.compile(r"unauthorized|denied|authentication required|no basic auth credentials|not found: manifest unknown", re.I)
+
+
+@dataclass(frozen=True)
+class PushStep:
+    ref: str  # where it goes: REPOSITORY:TAG
+    source: str  # the local image (immutable ref) or, for a remote retag, REPOSITORY@DIGEST
+    kind: str  # immutable | cell | moving
+    cell: str
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    steps: tuple[PushStep, ...]
+    held_back: tuple[tuple[str, str], ...]  # (cell, why)
+    moving_held_back: str = ""  # why moving tags do not move, when they don't
+
+    @property
+    def cells(self) -> list[str]:
+        return sorted({s.cell for s in self.steps if s.kind != MOVING})
+
+
+def plan_publish(
+    config: Config,
+    all_cells: Sequence[Cell],
+    selected: Sequence[Cell],
+    build: BuildReport,
+    smoke: dict,
+    *,
+    allow_dirty: bool = False,
+    move_tags: bool = True,
+) -> PublishPlan:
+    """Immutable tags first, then cell tags, then moving tags, the last only when every selected cell is ready."""
+    built = {c.cell: c for c in build.cells}
+    smoked = smoke.get("cells", {})
+    ready, held = [], []
+    for cell in selected:
+        result = built.get(cell.id)
+        if result is None or result.status != "built":
+            held.append((cell.id, "not built in this run" if result is None else f"build failed: {result.error[:200]}"))
+            continue
+        tested = smoked.get(cell.id)
+        if tested is None:
+            held.append((cell.id, "no smoke test result in this run: run `nox -s smoke` first"))
+        elif not tested.get("ok"):
+            held.append((cell.id, f"smoke tests failed: {', '.join(tested.get('failed', [])) or 'no test passed'}"))
+        elif tested.get("image_id") != result.image_id:
+            held.append((cell.id, "the smoke-tested image is not the built one (rebuilt since?): run smoke again"))
+        elif result.tags and result.tags[0].endswith("-dirty") and not allow_dirty:
+            held.append((cell.id, "built from a tree with uncommitted changes: commit and rebuild (or --allow-dirty)"))
+        else:
+            ready.append(result)
+
+    steps = [PushStep(r.tags[0], r.tags[0], IMMUTABLE, r.cell) for r in ready]
+    steps += [PushStep(tag, r.tags[0], "cell", r.cell) for r in ready for tag in r.tags[1:]]
+    moving_why = ""
+    if not move_tags:
+        moving_why = "not asked to move tags"
+    elif held:
+        moving_why = f"{len(held)} selected cell(s) not ready, so no moving tag moves"
+    else:
+        owners = moving_tags(config, all_cells)
+        steps += [PushStep(f"{config.image}:{tag}", r.tags[0], MOVING, r.cell) for r in ready for tag in owners.get(r.cell, ())]
+    return PublishPlan(tuple(steps), tuple(held), moving_why)
+
+
+def plan_moving_from_reports(config: Config, all_cells: Sequence[Cell], selected: Sequence[Cell], reports: Sequence[dict]) -> PublishPlan:
+    """For the release job: move moving tags to the digests other jobs pushed, if every selected cell was pushed."""
+    pushed: dict[str, dict] = {}
+    for report in reports:
+        for cell_id, entry in report.get("cells", {}).items():
+            if entry.get("pushed"):
+                pushed[cell_id] = entry
+    held = tuple((c.id, "no publish report says it was pushed") for c in selected if c.id not in pushed)
+    if held:
+        return PublishPlan((), held, f"{len(held)} selected cell(s) not pushed, so no moving tag moves")
+    owners = moving_tags(config, all_cells)
+    steps = tuple(
+        PushStep(f"{config.image}:{tag}", f"{config.image}@{pushed[c.id]['digest']}", MOVING, c.id) for c in selected for tag in owners.get(c.id, ())
+    )
+    return PublishPlan(steps, ())
+
+
+# ---------------------------------------------------------------- side effects
+
+
+@dataclass
+class PublishResult:
+    cells: dict[str, dict] = field(default_factory=dict)
+    moved: dict[str, str] = field(default_factory=dict)  # moving tag -> digest
+    held_back: dict[str, str] = field(default_factory=dict)
+    ok: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+@contextmanager
+def registry_client(registry: str, environ: dict[str, str] | None = None) -> Iterator[DockerClient]:
+    """A Docker client for pushing. With REGISTRY_USER/REGISTRY_PASSWORD it logs in (password on stdin)
+    into a throwaway config that is deleted afterwards; otherwise it uses the user's `docker login`."""
+    environ = dict(os.environ) if environ is None else environ
+    user, password = environ.get("REGISTRY_USER"), environ.get("REGISTRY_PASSWORD")
+    if bool(user) != bool(password):
+        raise PipelineError("set both REGISTRY_USER and REGISTRY_PASSWORD, or neither (then `docker login` is used)")
+    if not user:
+        yield DockerClient()
+        return
+    with tempfile.TemporaryDirectory(prefix="kerastack-docker-config-") as config_dir:
+        client = DockerClient(config=config_dir)
+        try:
+            client.login(server=registry, username=user, password=password)
+        except DockerException as exc:
+            raise PipelineError(f"login to {registry} as {user} failed: {_redact(str(exc.stderr or exc), password)}") from None
+        yield client
+
+
+def _redact(text: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def with_retries(action: Callable[[], None], what: str, attempts: int, backoff: float, log: Callable[[str], None]) -> None:
+    for attempt in range(1, attempts + 1):
+        try:
+            action()
+            return
+        except DockerException as exc:
+            message = str(exc.stderr or exc).strip().splitlines()[-1:] or ["unknown error"]
+            if _NOT_RETRYABLE.search(message[0]) or attempt == attempts:
+                raise PipelineError(f"{what} failed after {attempt} attempt(s): {message[0]}") from None
+            delay = backoff * 2 ** (attempt - 1)
+            log(f"{what}: {message[0]}; retrying in {delay:.1f} s ({attempt}/{attempts})")
+            time.sleep(delay)
+
+
+def remote_digest(client: DockerClient, ref: str) -> str | None:
+    """The manifest digest a tag has in the registry, or None when it cannot be read there."""
+    try:
+        out = run_docker(client.docker_cmd + ["buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest.Digest}}"])
+    except DockerException:
+        return None
+    return json.loads(out)
+
+
+def execute(
+    plan: PublishPlan,
+    client: DockerClient,
+    *,
+    dry_run: bool = False,
+    attempts: int = 4,
+    backoff: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> PublishResult:
+    result = PublishResult(held_back=dict(plan.held_back), ok=not plan.held_back)
+    for cell, why in plan.held_back:
+        log(f"held back {cell}: {why}")
+    if plan.moving_held_back:
+        log(f"moving tags stay where they are: {plan.moving_held_back}")
+    for step in plan.steps:
+        entry = result.cells.setdefault(step.cell, {"pushed": False, "tags": [], "digest": "", "size": 0})
+        if dry_run:
+            log(f"would {'move' if step.kind == MOVING else 'push'} {step.ref}  ({step.kind})")
+            continue
+        if step.kind == MOVING and "@" in step.source:
+            with_retries(
+                lambda s=step: client.buildx.imagetools.create(sources=[s.source], tags=[s.ref]), f"moving {step.ref}", attempts, backoff, log
+            )
+            result.moved[step.ref] = step.source.split("@", 1)[1]
+            log(f"moved {step.ref} -> {step.source}")
+            continue
+        digest = _push_tag(client, step, attempts, backoff, log)
+        if step.kind == MOVING:
+            result.moved[step.ref] = digest
+            log(f"moved {step.ref} -> {digest}")
+        else:
+            entry["tags"].append(step.ref)
+            entry["digest"] = digest
+            entry["size"] = int(client.image.inspect(step.source).size)
+            entry["pushed"] = step.kind == "cell" or entry["pushed"]
+            log(f"pushed {step.ref} ({step.kind}) {digest}")
+    for cell, entry in result.cells.items():
+        if not dry_run and not entry["pushed"]:
+            result.ok = False
+            result.held_back.setdefault(cell, "only partly pushed")
+    return result
+
+
+def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: float, log: Callable[[str], None]) -> str:
+    repository = step.ref.rsplit(":", 1)[0]
+    local_id = client.image.inspect(step.source).id
+    if step.kind == IMMUTABLE:
+        existing = remote_digest(client, step.ref)
+        if existing is not None:
+            mine = _local_digest(client, step.source, repository)
+            if mine != existing:
+                raise PipelineError(
+                    f"{step.ref} already exists in the registry with digest {existing}; immutable tags never move. "
+                    "Rebuild from a new commit to get a new immutable tag."
+                )
+            log(f"{step.ref} is already in the registry with this digest; skipping")
+            return existing
+    if step.ref != step.source:
+        client.image.tag(step.source, step.ref)
+    with_retries(lambda: client.image.push(step.ref, quiet=True), f"pushing {step.ref}", attempts, backoff, log)
+    digest = _local_digest(client, step.ref, repository)
+    if digest is None:
+        raise PipelineError(f"pushed {step.ref} but the engine recorded no digest for it (image {local_id[:19]})")
+    return digest
+
+
+def _local_digest(client: DockerClient, ref: str, repository: str) -> str | None:
+    for repo_digest in client.image.inspect(ref).repo_digests or []:
+        name, _, digest = repo_digest.partition("@")
+        if name == repository:
+            return digest
+    return None
+
+
+def load_reports(directory: Path, name: str = PUBLISH_REPORT) -> list[dict]:
+    found = sorted(directory.rglob(name))
+    if not found:
+        raise PipelineError(f"no {name} under {directory}: download the cell jobs' publish reports there")
+    return [json.loads(p.read_text()) for p in found]

@@ -1,0 +1,459 @@
+"""versions.toml: the real file loads, and every kind of bad input names the file, the key path and the fix.
+
+Bad configs are the real versions.toml text edited in memory, so each case differs from a valid file by one mistake.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kerastack import config, matrix
+from kerastack.errors import ConfigError, PipelineError
+from kerastack.versions import Version
+
+FILE = "versions.toml"
+
+
+def edit(text: str, old: str, new: str) -> str:
+    """Replace `old`, which must occur exactly once (so a changed versions.toml fails here, not silently)."""
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in versions.toml"
+    return text.replace(old, new)
+
+
+def top_level(text: str, line: str) -> str:
+    """Insert a top-level key (before the first table header)."""
+    return edit(text, "schema = 1\n", f"schema = 1\n{line}\n")
+
+
+def load(text: str) -> list[matrix.Cell]:
+    """What every entry point does: parse, then expand and validate the matrix."""
+    return matrix.cells(config.parse(text, FILE))
+
+
+def expect_error(text: str, key_path: str, *, problem: str = "", fix: str = "", file: str = FILE) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        matrix.cells(config.parse(text, file))
+    err = info.value
+    assert err.file == file
+    assert err.key_path == key_path, f"key path {err.key_path!r} != {key_path!r} ({err})"
+    assert err.fix.strip(), "the error must say how to fix it"
+    assert problem in err.problem, err.problem
+    assert fix in err.fix, err.fix
+    message = str(err)
+    assert message.startswith(f"{file}: {key_path}: " if key_path else f"{file}: "), message
+    assert f"\n  fix: {err.fix}" in message
+    assert isinstance(err, PipelineError) and err.exit_code == 2
+    return err
+
+
+# ---------------------------------------------------------------- the real file
+
+
+def test_real_versions_toml_loads(real_config, real_cells):
+    c = real_config
+    assert c.path == FILE
+    assert (c.registry, c.repository, c.image) == ("ghcr.io", "kerastack/keras-jupyter", "ghcr.io/kerastack/keras-jupyter")
+    assert (str(c.defaults.tensorflow), str(c.defaults.python), str(c.defaults.cuda)) == ("2.21.0", "3.11", "12.5")
+    assert c.jupyter_packages == ("jupyterlab>=4.4,<5", "notebook>=7.4,<8", "ipykernel>=6.29,<8")
+    assert [str(v) for v in c.axis_tensorflow] == ["2.20.0", "2.21.0"]
+    assert [str(v) for v in c.axis_python] == ["3.11", "3.13"]
+    assert c.axis_variant == ("cpu", "gpu")
+    assert [str(v) for v in c.axis_cuda] == ["12.5", "12.9"]
+    assert {str(v): str(r.keras) for v, r in c.tensorflow.items()} == {"2.20.0": "3.11.3", "2.21.0": "3.12.4"}
+    assert str(c.tensorflow[Version("2.21.0")].python) == ">= 3.10, <= 3.13"
+    assert str(c.tensorflow[Version("2.20.0")].cuda) == ">= 12.5, < 13"
+    assert {str(v): p.debian_suite for v, p in c.python.items()} == {"3.11": "bookworm", "3.13": "trixie"}
+    assert all(p.base_image.startswith("docker.io/library/python:") and "@sha256:" in p.base_image for p in c.python.values())
+    cuda125 = c.cuda[Version("12.5")]
+    assert (str(cuda125.cudnn), cuda125.min_driver, cuda125.runtime_version) == ("9.3", "555.42", "12.5.82")
+    assert len(cuda125.wheels) == 12 and [n for n, _ in cuda125.wheels] == sorted(n for n, _ in cuda125.wheels)
+    assert c.cuda[Version("12.9")].runtime_version == "12.9.79"
+    assert {n: (v.tensorflow_package, v.needs_cuda) for n, v in c.variants.items()} == {
+        "cpu": ("tensorflow-cpu", False),
+        "gpu": ("tensorflow[and-cuda]", True),
+    }
+    assert len(c.excludes) == 1 and c.excludes[0].key_path == "matrix.exclude[0]" and c.includes == ()
+    assert len(real_cells) == 8
+
+
+def test_load_reads_the_file_and_names_a_missing_one(tmp_path, real_text):
+    path = tmp_path / "versions.toml"
+    path.write_text(real_text)
+    assert config.load(path).path == str(path)
+    with pytest.raises(ConfigError) as info:
+        config.load(tmp_path / "nope.toml")
+    assert info.value.file == str(tmp_path / "nope.toml") and "not found" in info.value.problem and "--config" in info.value.fix
+
+
+def test_error_names_the_file_it_was_given(real_text):
+    expect_error(top_level(real_text, "colour = 1"), "colour", file="conf/other.toml")
+
+
+# ---------------------------------------------------------------- unknown keys
+
+
+def test_unknown_top_level_key(real_text):
+    err = expect_error(top_level(real_text, 'colour = "blue"'), "colour", problem="unknown key")
+    assert "registry" in err.fix and "matrix" in err.fix
+
+
+def test_unknown_key_in_a_release(real_text):
+    text = edit(real_text, 'keras = "3.12.4"\n', 'keras = "3.12.4"\nnumpy = "2.0"\n')
+    err = expect_error(text, 'tensorflow."2.21.0".numpy', problem="unknown key")
+    assert "keras" in err.fix and "built_with" in err.fix
+
+
+def test_unknown_key_in_an_exclude(real_text):
+    err = expect_error(real_text + "gpu = true\n", "matrix.exclude[0].gpu", problem="unknown key")
+    assert "variant" in err.fix
+
+
+def test_unknown_key_in_registry(real_text):
+    text = edit(real_text, 'host = "ghcr.io"\n', 'host = "ghcr.io"\nport = 443\n')
+    expect_error(text, "registry.port", problem="unknown key", fix="host, repository")
+
+
+# ---------------------------------------------------------------- combinations a release does not support
+
+
+def test_python_outside_a_release_range_names_the_cell_and_suggests_an_exclude(real_text):
+    text = edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.11", "3.13", "3.14"]')
+    text = edit(text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.10", max = "3.14" }')  # 2.21.0 supports it
+    text += '\n[python."3.14"]\nbase_image = "docker.io/library/python:3.14-slim-trixie"\noffline = { debian = "trixie" }\n'
+    err = expect_error(text, "matrix.python", problem="(cell tf2.20.0-py3.14-cpu)", fix='[[matrix.exclude]] tensorflow = "2.20.0", python = "3.14"')
+    assert "supports Python >= 3.9, <= 3.13, not 3.14" in err.problem
+
+    # Following the fix makes it load, and removes only the unsupported cells.
+    tf, py = re.search(r'tensorflow = "([^"]+)", python = "([^"]+)"', err.fix).groups()
+    fixed = text + f'\n[[matrix.exclude]]\ntensorflow = "{tf}"\npython = "{py}"\n'
+    ids = [cell.id for cell in load(fixed)]
+    assert "tf2.20.0-py3.14-cpu" not in ids
+    assert {"tf2.21.0-py3.14-cpu", "tf2.21.0-py3.14-gpu-cuda12.5", "tf2.21.0-py3.14-gpu-cuda12.9"} <= set(ids)
+    assert len(ids) == 11
+
+
+def test_python_below_a_release_range(real_text):
+    text = edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.9", "3.11", "3.13"]')
+    text += '\n[python."3.9"]\nbase_image = "docker.io/library/python:3.9-slim-bookworm"\noffline = { debian = "bookworm" }\n'
+    # 2.20.0 supports 3.9, 2.21.0 does not (min 3.10)
+    expect_error(text, "matrix.python", problem="TensorFlow 2.21.0 supports Python >= 3.10, <= 3.13, not 3.9 (cell tf2.21.0-py3.9-cpu)")
+
+
+def test_cuda_a_release_does_not_accept(real_text):
+    text = edit(real_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["11.8", "12.5", "12.9"]')
+    text += '\n[cuda."11.8"]\ncudnn = "8.9"\nmin_driver = "520.61"\nwheels = { "nvidia-cuda-runtime-cu12" = "11.8.89" }\n'
+    err = expect_error(text, "matrix.cuda", problem="accepts CUDA >= 12.5, < 13, not 11.8 (cell tf2.21.0-py3.11-gpu-cuda11.8)")
+    assert '[[matrix.exclude]] tensorflow = "2.21.0", cuda = "11.8"' in err.fix
+
+    tf, cuda = re.search(r'tensorflow = "([^"]+)", cuda = "([^"]+)"', err.fix).groups()
+    fixed = text + f'\n[[matrix.exclude]]\ntensorflow = "{tf}"\ncuda = "{cuda}"\n'
+    assert [cell.id for cell in load(fixed)] == [cell.id for cell in load(real_text)]
+
+
+def test_cuda_at_or_above_an_exclusive_bound_is_rejected(real_text):
+    text = edit(real_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["12.5", "13.0"]')
+    text += '\n[cuda."13.0"]\ncudnn = "9.12"\nmin_driver = "580.65"\nwheels = { "nvidia-cuda-runtime-cu12" = "13.0.48" }\n'
+    expect_error(text, "matrix.cuda", problem="not 13.0 (cell tf2.21.0-py3.11-gpu-cuda13.0)")
+
+
+# ---------------------------------------------------------------- malformed versions
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key_path", "problem"),
+    [
+        ('tensorflow = ["2.20.0", "2.21.0"]', 'tensorflow = ["2.20.0", "2.x"]', "matrix.tensorflow[1]", "'2.x' is a malformed version"),
+        ('python = "3.11"\ncuda = "12.5"', 'python = "three"\ncuda = "12.5"', "defaults.python", "'three' is a malformed version"),
+        ('python = ["3.11", "3.13"]', 'python = [3.11, "3.13"]', "matrix.python[0]", "expected a version string, got 3.11"),
+        ('keras = "3.12.4"', 'keras = "1..2"', 'tensorflow."2.21.0".keras', "'1..2' is a malformed version"),
+        ('cudnn = "9.10"', 'cudnn = "9.10-rc1"', 'cuda."12.9".cudnn', "malformed version"),
+        ('min_driver = "555.42"', "min_driver = 555.42", 'cuda."12.5".min_driver', "expected a version string"),
+        ('cuda = { min = "12.5", below = "13" }\nkeras = "3.12.4"', 'cuda = { min = "12.5", below = "v13" }\nkeras = "3.12.4"', 'tensorflow."2.21.0".cuda.below', "malformed"),
+        ('"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5.3.2.1"', 'cuda."12.5".wheels.nvidia-cublas-cu12', "malformed"),
+    ],
+    ids=["2.x", "three", "float-3.11", "1..2", "cudnn-rc", "driver-float", "range-v13", "five-components"],
+)
+def test_malformed_versions(real_text, old, new, key_path, problem):
+    expect_error(edit(real_text, old, new), key_path, problem=problem)
+
+
+def test_float_version_fix_says_to_quote_it(real_text):
+    err = expect_error(edit(real_text, 'python = ["3.11", "3.13"]', 'python = [3.11, "3.13"]'), "matrix.python[0]")
+    assert err.fix == 'quote it: "3.11"'
+
+
+def test_axis_lists_a_version_twice(real_text):
+    expect_error(edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.11", "3.13", "3.11"]'), "matrix.python[2]", problem="listed twice")
+
+
+def test_range_with_both_max_and_below(real_text):
+    text = edit(real_text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.10", max = "3.13", below = "3.14" }')
+    expect_error(text, 'tensorflow."2.21.0".python', problem="exactly one of")
+
+
+def test_range_upper_bound_below_min(real_text):
+    text = edit(real_text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.13", max = "3.10" }')
+    expect_error(text, 'tensorflow."2.21.0".python', problem="upper bound 3.10 is below min 3.13")
+
+
+def test_version_with_trailing_newline_is_malformed(real_text):
+    expect_error(edit(real_text, 'tensorflow = ["2.20.0", "2.21.0"]', 'tensorflow = ["2.20.0", "2.21.0\\n"]'), "matrix.tensorflow[1]", problem="malformed")
+
+
+def test_two_spellings_of_one_release_are_rejected(real_text):
+    text = real_text + (
+        '\n[tensorflow."2.21.00"]\npython = { min = "3.10", max = "3.13" }\nbuilt_with = { cuda = "12.5", cudnn = "9.3" }\n'
+        'cuda = { min = "12.5", below = "13" }\nkeras = "9.9.9"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, FILE)
+    assert info.value.key_path.startswith("tensorflow.")
+
+
+# ---------------------------------------------------------------- GPU cells and CUDA data
+
+
+def test_gpu_variant_without_a_cuda_axis(real_text):
+    err = expect_error(edit(real_text, 'cuda = ["12.5", "12.9"]\n', ""), "matrix.cuda", problem="GPU cells need CUDA versions")
+    assert "cuda = [" in err.fix
+
+
+def test_cpu_only_matrix_needs_no_cuda_axis(real_text):
+    text = edit(real_text, 'variant = ["cpu", "gpu"]\ncuda = ["12.5", "12.9"]\n', 'variant = ["cpu"]\n')
+    text = edit(text, '[[matrix.exclude]]\ntensorflow = "2.20.0"\nvariant = "gpu"\n', "")
+    assert [cell.id for cell in load(text)] == ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.13-cpu", "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"]
+
+
+def test_cuda_axis_names_a_version_without_an_entry(real_text):
+    expect_error(edit(real_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["12.5", "12.6"]'), "matrix.cuda[1]", problem="CUDA 12.6 has no", fix="12.5, 12.9")
+
+
+def test_gpu_include_without_cuda(real_text):
+    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\n'
+    expect_error(text, "matrix.include[0]", problem="a GPU cell without a CUDA version")
+
+
+def test_cpu_include_with_cuda(real_text):
+    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "cpu"\ncuda = "12.5"\n'
+    expect_error(text, "matrix.include[0].cuda", problem="a CPU cell has no CUDA version")
+
+
+def test_include_of_an_excluded_gpu_cell_adds_it(real_text):
+    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\ncuda = "12.5"\n'
+    ids = [cell.id for cell in load(text)]
+    assert "tf2.20.0-py3.11-gpu-cuda12.5" in ids and "tf2.20.0-py3.13-gpu-cuda12.5" not in ids and len(ids) == 9
+
+
+def test_runtime_wheel_of_another_cuda(real_text):
+    text = edit(real_text, '"nvidia-cuda-runtime-cu12" = "12.5.82"', '"nvidia-cuda-runtime-cu12" = "12.4.127"')
+    expect_error(text, 'cuda."12.5".wheels.nvidia-cuda-runtime-cu12', problem="runtime 12.4.127 is not CUDA 12.5", fix="12.5.x")
+
+
+def test_runtime_wheel_prefix_is_per_component(real_text):
+    # 12.50.1 starts with the characters "12.5" but is not CUDA 12.5
+    text = edit(real_text, '"nvidia-cuda-runtime-cu12" = "12.5.82"', '"nvidia-cuda-runtime-cu12" = "12.50.1"')
+    expect_error(text, 'cuda."12.5".wheels.nvidia-cuda-runtime-cu12', problem="is not CUDA 12.5")
+
+
+def test_cuda_entry_without_runtime_wheel(real_text):
+    text = edit(real_text, '"nvidia-cuda-runtime-cu12" = "12.9.79", ', "")
+    expect_error(text, 'cuda."12.9".wheels', problem="runtime wheel is not pinned", fix='"nvidia-cuda-runtime-cu12"')
+
+
+def test_cuda_entry_with_a_non_nvidia_wheel(real_text):
+    text = edit(real_text, '"nvidia-nccl-cu12" = "2.27.7" }\n\n[cuda."12.9"]', '"nvidia-nccl-cu12" = "2.27.7", numpy = "2.0.0" }\n\n[cuda."12.9"]')
+    expect_error(text, 'cuda."12.5".wheels.numpy', problem="only NVIDIA CUDA wheels")
+
+
+# ---------------------------------------------------------------- matrix rules
+
+
+def test_include_that_repeats_a_matrix_cell(real_text):
+    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\npython = "3.11"\nvariant = "cpu"\n'
+    err = expect_error(text, "matrix.include[0]", problem="duplicate cell tf2.21.0-py3.11-cpu (also from matrix)")
+    assert "exclude" in err.fix
+
+
+def test_include_that_repeats_a_gpu_cell(real_text):
+    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\npython = "3.13"\nvariant = "gpu"\ncuda = "12.9"\n'
+    expect_error(text, "matrix.include[0]", problem="duplicate cell tf2.21.0-py3.13-gpu-cuda12.9")
+
+
+def test_two_identical_includes(real_text):
+    rule = '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\ncuda = "12.9"\n'
+    expect_error(real_text + rule + rule, "matrix.include[1]", problem="(also from matrix.include[0])")
+
+
+def test_include_must_name_a_whole_cell(real_text):
+    expect_error(real_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\nvariant = "cpu"\n', "matrix.include[0]", problem="names one whole cell")
+
+
+def test_include_of_unknown_release(real_text):
+    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.19.0"\npython = "3.11"\nvariant = "cpu"\n'
+    expect_error(text, "matrix.include[0].tensorflow", problem="2.19.0 has no", fix="2.20.0, 2.21.0")
+
+
+def test_exclude_that_matches_nothing(real_text):
+    err = expect_error(real_text + '\n[[matrix.exclude]]\ntensorflow = "2.19.0"\n', "matrix.exclude[1]", problem="matches no cell")
+    assert "remove it" in err.fix
+
+
+def test_exclude_prefix_is_per_component(real_text):
+    # python = "3.1" must not match 3.11 or 3.13
+    expect_error(real_text + '\n[[matrix.exclude]]\npython = "3.1"\n', "matrix.exclude[1]", problem="matches no cell")
+
+
+def test_exclude_of_cuda_matches_only_gpu_cells(real_text):
+    ids = [cell.id for cell in load(real_text + '\n[[matrix.exclude]]\ncuda = "12.9"\n')]
+    assert ids == ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.13-cpu", "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.13-cpu", "tf2.21.0-py3.13-gpu-cuda12.5"]
+
+
+def test_empty_exclude(real_text):
+    expect_error(real_text + "\n[[matrix.exclude]]\n", "matrix.exclude[1]", problem="empty rule")
+
+
+def test_exclude_with_unknown_variant(real_text):
+    expect_error(real_text + '\n[[matrix.exclude]]\nvariant = "tpu"\n', "matrix.exclude[1].variant", problem="unknown variant 'tpu'", fix="cpu, gpu")
+
+
+def test_excludes_that_remove_every_cell(real_text):
+    expect_error(real_text + '\n[[matrix.exclude]]\nvariant = "cpu"\n[[matrix.exclude]]\nvariant = "gpu"\n', "matrix", problem="no cells")
+
+
+def test_unknown_variant_in_axis(real_text):
+    expect_error(edit(real_text, 'variant = ["cpu", "gpu"]', 'variant = ["cpu", "tpu"]'), "matrix.variant[1]", problem="unknown variant 'tpu'")
+
+
+# ---------------------------------------------------------------- release keys, registry, required keys
+
+
+@pytest.mark.parametrize(
+    ("key", "key_path", "problem"),
+    [
+        ('"2.21"', 'tensorflow."2.21"', "not a full release version"),
+        ('"2.21.0.1"', 'tensorflow."2.21.0.1"', "not a full release version"),
+        ('"2"', 'tensorflow."2"', "not a full release version"),
+        ("latest", "tensorflow.latest", "malformed version"),
+    ],
+)
+def test_release_key_must_be_major_minor_patch(real_text, key, key_path, problem):
+    expect_error(edit(real_text, '[tensorflow."2.21.0"]', f"[tensorflow.{key}]"), key_path, problem=problem)
+
+
+def test_python_key_must_be_major_minor(real_text):
+    expect_error(edit(real_text, '[python."3.13"]', '[python."3.13.1"]'), 'python."3.13.1"', problem="not a Python minor version")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key_path", "problem"),
+    [
+        ('host = "ghcr.io"', 'host = "ghcr.io/kerastack"', "registry.host", "is not a registry host"),
+        ('host = "ghcr.io"', 'host = "my registry"', "registry.host", "is not a registry host"),
+        ('host = "ghcr.io"', 'host = "ghcr.io:port"', "registry.host", "is not a registry host"),
+        ('host = "ghcr.io"', 'host = ""', "registry.host", "non-empty string"),
+        ('host = "ghcr.io"', "host = 5000", "registry.host", "non-empty string"),
+        ('repository = "kerastack/keras-jupyter"', 'repository = "Kerastack/Keras-Jupyter"', "registry.repository", "is not a valid repository"),
+        ('repository = "kerastack/keras-jupyter"', 'repository = "kerastack//keras"', "registry.repository", "is not a valid repository"),
+        ('repository = "kerastack/keras-jupyter"', 'repository = "kerastack/keras-jupyter:latest"', "registry.repository", "is not a valid repository"),
+        ('repository = "kerastack/keras-jupyter"', 'repository = "-kerastack/keras"', "registry.repository", "is not a valid repository"),
+    ],
+)
+def test_invalid_registry(real_text, old, new, key_path, problem):
+    expect_error(edit(real_text, old, new), key_path, problem=problem)
+
+
+def test_registry_with_port_is_valid(real_text):
+    text = edit(real_text, 'host = "ghcr.io"', 'host = "127.0.0.1:5000"')
+    assert config.parse(text, FILE).image == "127.0.0.1:5000/kerastack/keras-jupyter"
+
+
+def test_registry_host_with_trailing_newline_is_invalid(real_text):
+    expect_error(edit(real_text, 'host = "ghcr.io"', 'host = "ghcr.io\\n"'), "registry.host", problem="is not a registry host")
+
+
+@pytest.mark.parametrize(
+    ("old", "key_path"),
+    [
+        ('keras = "3.12.4"\n', 'tensorflow."2.21.0".keras'),
+        ("schema = 1\n", "schema"),
+        ('min_driver = "575.51"\n', 'cuda."12.9".min_driver'),
+        ('[jupyter]\npackages = ["jupyterlab>=4.4,<5", "notebook>=7.4,<8", "ipykernel>=6.29,<8"]\n', "jupyter"),
+        ('repository = "kerastack/keras-jupyter"\n', "registry.repository"),
+        ('variant = ["cpu", "gpu"]\n', "matrix.variant"),
+        ('offline = { debian = "trixie" }\n', 'python."3.13".offline'),
+        ('tensorflow_package = "tensorflow-cpu"\n', "variants.cpu.tensorflow_package"),
+    ],
+)
+def test_missing_required_key(real_text, old, key_path):
+    err = expect_error(edit(real_text, old, ""), key_path, problem="missing")
+    assert err.fix.startswith(f"add `{key_path.rsplit('.', 1)[-1]} = ...`")
+
+
+def test_invalid_toml_syntax(real_text):
+    err = expect_error(edit(real_text, 'host = "ghcr.io"', 'host = "ghcr.io'), "", problem="not valid TOML")
+    assert str(err).startswith("versions.toml: not valid TOML")
+    assert "line 6" in err.problem  # tomllib's position survives in the message
+
+
+def test_duplicate_toml_table_is_invalid_toml(real_text):
+    expect_error(real_text + '\n[registry]\nhost = "x"\n', "", problem="not valid TOML")
+
+
+@pytest.mark.parametrize("value", ["2", "0", '"1"'])
+def test_schema_must_be_1(real_text, value):
+    err = expect_error(edit(real_text, "schema = 1\n", f"schema = {value}\n"), "schema", problem="unsupported schema")
+    assert err.fix == "set schema = 1"
+
+
+@pytest.mark.parametrize("value", ["true", "1.0"])
+def test_schema_must_be_the_integer_1(real_text, value):
+    expect_error(edit(real_text, "schema = 1\n", f"schema = {value}\n"), "schema", problem="unsupported schema")
+
+
+def test_defaults_must_name_entries(real_text):
+    expect_error(edit(real_text, 'cuda = "12.5"\n\n# Jupyter', 'cuda = "12.7"\n\n# Jupyter'), "defaults.cuda", problem='12.7 has no [cuda."12.7"] entry', fix="12.5, 12.9")
+
+
+def test_variant_needs_cuda_must_match_its_name(real_text):
+    expect_error(edit(real_text, "needs_cuda = true\n", "needs_cuda = false\n"), "variants.gpu.needs_cuda", problem="must need CUDA", fix="needs_cuda = true")
+
+
+def test_unknown_debian_suite(real_text):
+    expect_error(edit(real_text, 'offline = { debian = "trixie" }', 'offline = { debian = "jammy" }'), 'python."3.13".offline.debian', problem="'jammy'", fix="bookworm")
+
+
+def test_bad_jupyter_requirement(real_text):
+    text = edit(real_text, '"notebook>=7.4,<8"', '"-e notebook"')
+    expect_error(text, "jupyter.packages[1]", problem="is not a requirement")
+
+
+# ---------------------------------------------------------------- with_registry
+
+
+def test_with_registry_overrides(real_config):
+    moved = config.with_registry(real_config, "127.0.0.1:5000", "team/img")
+    assert moved.image == "127.0.0.1:5000/team/img"
+    assert moved.tensorflow == real_config.tensorflow and moved.defaults == real_config.defaults
+    assert real_config.image == "ghcr.io/kerastack/keras-jupyter"  # the original is untouched
+    assert config.with_registry(real_config, "localhost:5000").image == "localhost:5000/kerastack/keras-jupyter"
+    assert config.with_registry(real_config, repository="other/name").image == "ghcr.io/other/name"
+    assert config.with_registry(real_config).image == real_config.image
+
+
+@pytest.mark.parametrize(
+    ("host", "repository", "key_path"),
+    [
+        ("not a host", None, "registry"),
+        ("ghcr.io/org", None, "registry"),
+        (None, "Org/Name", "repository"),
+        (None, "org/name:tag", "repository"),
+    ],
+)
+def test_with_registry_rejects_invalid(real_config, host, repository, key_path):
+    with pytest.raises(ConfigError) as info:
+        config.with_registry(real_config, host, repository)
+    err = info.value
+    assert err.file == "--registry/--repository" and err.key_path == key_path and err.fix.strip()
+    assert str(err).startswith(f"--registry/--repository: {key_path}: ")

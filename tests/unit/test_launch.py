@@ -1,0 +1,846 @@
+"""Tests of scripts/launch, the one-file launcher.
+
+Most tests call its pure functions (no Docker). A few run it as a subprocess: --help, --dry-run, and the
+error paths. The end-to-end tests at the bottom run it against a real Docker engine with a tiny fake
+"Jupyter" image built FROM scratch from a static C program (no registry needed); they skip when there is
+no reachable Docker daemon or no C compiler that links statically.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import importlib.util
+import json
+import os
+import pathlib
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "scripts" / "launch"
+TOKEN = "tok-" + "ab12" * 10
+
+
+def _load_launch():
+    loader = importlib.machinery.SourceFileLoader("launch", str(LAUNCH))
+    spec = importlib.util.spec_from_loader("launch", loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["launch"] = module  # dataclasses look their module up while the class is created
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def launch():
+    return _load_launch()
+
+
+@pytest.fixture
+def opts(launch, tmp_path):
+    """Options as the default command line gives them, for a temporary folder and a fixed token."""
+    return launch.parse_args(["--dir", str(tmp_path)], environ={}, token_factory=lambda: TOKEN)
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("JUPYTER_TOKEN", "KERASTACK_IMAGE")}
+    env.update(extra)
+    return env
+
+
+def run_launch(*args, env=None, timeout=60, cwd=None):
+    return subprocess.run([sys.executable, str(LAUNCH), *args], capture_output=True, text=True,
+                          env=clean_env() if env is None else env, timeout=timeout, cwd=cwd)
+
+
+# ----------------------------------------------------------------------------- the file itself
+
+def test_launch_is_an_executable_python_script():
+    assert os.access(LAUNCH, os.X_OK)
+    assert LAUNCH.read_text().startswith("#!/usr/bin/env python3\n")
+
+
+def test_launch_parses_as_python_3_8_and_imports_only_the_standard_library():
+    source = LAUNCH.read_text()
+    tree = ast.parse(source, feature_version=(3, 8))  # rejects match statements, parenthesized withs...
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert imported, "no imports found"
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+    # `X | Y` unions and builtin generics are only safe in annotations, which the future import defers.
+    assert "from __future__ import annotations" in source
+
+
+# ----------------------------------------------------------------------------- options
+
+def test_defaults(launch, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    o = launch.parse_args([], environ={}, token_factory=lambda: TOKEN)
+    assert (o.image, o.repo, o.tag, o.gpu) == (None, None, None, False)
+    assert o.pull == "always"
+    assert o.port is None
+    assert o.bind == "127.0.0.1"
+    assert o.dir == str(tmp_path.resolve())
+    assert o.name is None
+    assert (o.token, o.token_source) == (TOKEN, "generated")
+    assert o.timeout == 180
+    assert (o.detach, o.dry_run, o.no_remap) == (False, False, False)
+    assert o.extra == []
+
+
+def test_generated_token_is_random_hex(launch, tmp_path):
+    a = launch.parse_args(["--dir", str(tmp_path)], environ={})
+    b = launch.parse_args(["--dir", str(tmp_path)], environ={})
+    assert re.fullmatch(r"[0-9a-f]{48}", a.token)
+    assert a.token != b.token
+
+
+def test_everything_after_double_dash_goes_to_docker_run(launch, tmp_path):
+    o = launch.parse_args(["--dir", str(tmp_path), "--port", "9999", "--", "--memory", "8g", "--", "--cpus=2"],
+                          environ={}, token_factory=lambda: TOKEN)
+    assert o.port == 9999
+    assert o.extra == ["--memory", "8g", "--", "--cpus=2"]
+
+
+def test_all_options(launch, tmp_path):
+    o = launch.parse_args(["--gpu", "--repo", "reg.example:5000/me/keras", "--tag", "2.21.0-py3.11-gpu-cuda12.5",
+                           "--pull", "never", "--port", "9000", "--bind", "0.0.0.0", "--name", "nb",
+                           "--token", "abc", "--no-remap", "--timeout", "30", "--detach", "--dry-run",
+                           "--dir", str(tmp_path)], environ={})
+    assert o.gpu and o.no_remap and o.detach and o.dry_run
+    assert (o.repo, o.tag, o.pull, o.port, o.bind, o.name) == (
+        "reg.example:5000/me/keras", "2.21.0-py3.11-gpu-cuda12.5", "never", 9000, "0.0.0.0", "nb")
+    assert (o.token, o.token_source, o.timeout) == ("abc", "option", 30.0)
+
+
+@pytest.mark.parametrize("args", [
+    ["--port", "0"], ["--port", "70000"], ["--port", "http"], ["--pull", "sometimes"], ["--timeout", "0"],
+    ["--unknown"], ["--gp"],  # no abbreviations: a typo must not silently mean another option
+])
+def test_bad_options_exit_2(launch, tmp_path, args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        launch.parse_args(args + ["--dir", str(tmp_path)], environ={})
+    assert exc.value.code == 2
+
+
+def test_help_exits_0_and_mentions_gpu(launch, capsys):
+    with pytest.raises(SystemExit) as exc:
+        launch.parse_args(["--help"], environ={})
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--gpu" in out
+
+
+def test_help_as_a_command(tmp_path):
+    r = run_launch("--help", cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    for text in ["--gpu", "--image", "--repo", "--tag", "--pull", "--port", "--bind", "--dir", "--name",
+                 "--token", "--no-remap", "--timeout", "--detach", "--dry-run",
+                 "scripts/launch --gpu", "scripts/launch --dir ~/notebooks --port 9999",
+                 "scripts/launch --tag 2.21.0-py3.11-cpu", "scripts/launch -- --memory 8g", "exit codes"]:
+        assert text in r.stdout, text
+
+
+@pytest.mark.parametrize("token_args, environ, where", [
+    (["--token", ""], {}, "--token"),
+    ([], {"JUPYTER_TOKEN": ""}, "JUPYTER_TOKEN"),
+    (["--token", ""], {"JUPYTER_TOKEN": "fine"}, "--token"),
+])
+def test_empty_token_is_rejected(launch, tmp_path, token_args, environ, where):
+    with pytest.raises(launch.LaunchError) as exc:
+        launch.parse_args(token_args + ["--dir", str(tmp_path)], environ=environ)
+    assert exc.value.code == launch.EXIT_USAGE
+    assert where in exc.value.message and "token" in exc.value.message
+
+
+def test_token_from_environment_and_option(launch, tmp_path):
+    d = ["--dir", str(tmp_path)]
+    assert launch.parse_args(d, environ={"JUPYTER_TOKEN": "fromenv"}).token == "fromenv"
+    o = launch.parse_args(d + ["--token", "fromopt"], environ={"JUPYTER_TOKEN": "fromenv"})
+    assert (o.token, o.token_source) == ("fromopt", "option")
+
+
+def test_dir_must_exist_and_becomes_absolute(launch, tmp_path, monkeypatch):
+    (tmp_path / "nb").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert launch.parse_args(["--dir", "nb"], environ={}).dir == str(tmp_path / "nb")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert launch.parse_args(["--dir", "~/nb"], environ={}).dir == str(tmp_path / "nb")
+    with pytest.raises(launch.LaunchError) as exc:
+        launch.parse_args(["--dir", str(tmp_path / "missing")], environ={})
+    assert exc.value.code == 2 and "does not exist" in exc.value.message
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(launch.LaunchError, match="not a folder"):
+        launch.parse_args(["--dir", str(tmp_path / "file")], environ={})
+
+
+@pytest.mark.parametrize("bind, expected", [
+    ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1"), ("0.0.0.0", "0.0.0.0"), ("::1", "::1"),
+    ("[::1]", "::1"), ("192.168.1.20", "192.168.1.20"),
+])
+def test_bind_addresses(launch, tmp_path, bind, expected):
+    assert launch.parse_args(["--bind", bind, "--dir", str(tmp_path)], environ={}).bind == expected
+
+
+@pytest.mark.parametrize("bind", ["example.com", "", "256.1.1.1"])
+def test_bad_bind_address(launch, tmp_path, bind):
+    with pytest.raises(launch.LaunchError) as exc:
+        launch.parse_args(["--bind", bind, "--dir", str(tmp_path)], environ={})
+    assert exc.value.code == 2
+
+
+# ----------------------------------------------------------------------------- image reference
+
+def _image(launch, tmp_path, args, environ=None):
+    o = launch.parse_args(args + ["--dir", str(tmp_path)], environ=environ or {}, token_factory=lambda: TOKEN)
+    return launch.resolve_image(o)
+
+
+@pytest.mark.parametrize("args, environ, expected", [
+    ([], {}, "ghcr.io/kerastack/keras-jupyter:latest"),
+    (["--gpu"], {}, "ghcr.io/kerastack/keras-jupyter:latest-gpu"),
+    (["--tag", "2.21.0-py3.11-cpu"], {}, "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-cpu"),
+    (["--gpu", "--tag", "2.21.0-py3.11-gpu-cuda12.5"], {}, "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5"),
+    (["--repo", "localhost:5000/kj"], {}, "localhost:5000/kj:latest"),
+    (["--repo", "me/kj", "--gpu"], {}, "me/kj:latest-gpu"),
+    ([], {"KERASTACK_IMAGE": "mirror.example/kj"}, "mirror.example/kj:latest"),
+    (["--repo", "mine/kj"], {"KERASTACK_IMAGE": "mirror.example/kj"}, "mine/kj:latest"),
+    (["--image", "example/img:1"], {}, "example/img:1"),
+    (["--image", "example/img:1", "--gpu"], {}, "example/img:1"),
+    (["--image", "example/img:1"], {"KERASTACK_IMAGE": "mirror.example/kj"}, "example/img:1"),
+    (["--image", "example/img@sha256:" + "a" * 64], {}, "example/img@sha256:" + "a" * 64),
+])
+def test_resolve_image(launch, tmp_path, args, environ, expected):
+    assert _image(launch, tmp_path, args, environ) == expected
+
+
+@pytest.mark.parametrize("args", [
+    ["--image", "a/b:1", "--tag", "x"], ["--image", "a/b:1", "--repo", "c/d"], ["--repo", "a/b:1"],
+    ["--repo", "a/b@sha256:" + "0" * 64], ["--tag", "bad tag"], ["--tag=-x"], ["--image", " "],
+])
+def test_contradictory_or_bad_references(launch, tmp_path, args):
+    with pytest.raises(launch.LaunchError) as exc:
+        _image(launch, tmp_path, args)
+    assert exc.value.code == 2
+
+
+# ----------------------------------------------------------------------------- docker run arguments
+
+def _value_after(cmd, flag):
+    return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == flag]
+
+
+def test_run_command_defaults(launch, opts, tmp_path):
+    cmd = launch.build_run_command(opts, "example/img:1", 8888, remap=None, gpu_method=None)
+    assert cmd[:4] == ["docker", "run", "-d", "--rm"]
+    assert _value_after(cmd, "--name") == ["kerastack-8888"]
+    assert _value_after(cmd, "-p") == ["127.0.0.1:8888:8888"]
+    assert _value_after(cmd, "-v") == [str(tmp_path.resolve()) + ":/src"]
+    assert os.path.isabs(_value_after(cmd, "-v")[0].rsplit(":", 1)[0])
+    assert _value_after(cmd, "-e") == ["JUPYTER_TOKEN"]  # the value travels in the environment
+    assert cmd[-1] == "example/img:1"
+    assert not any(TOKEN in a for a in cmd)
+    assert "--user" not in cmd and "--gpus" not in cmd and "--device" not in cmd
+
+
+def test_run_command_host_port_and_name(launch, opts):
+    cmd = launch.build_run_command(opts, "i", 8890, remap=None, gpu_method=None)
+    assert _value_after(cmd, "-p") == ["127.0.0.1:8890:8888"]
+    assert _value_after(cmd, "--name") == ["kerastack-8890"]
+    opts.name, opts.bind = "mine", "::1"
+    cmd = launch.build_run_command(opts, "i", 8890, remap=None, gpu_method=None)
+    assert _value_after(cmd, "--name") == ["mine"]
+    assert _value_after(cmd, "-p") == ["[::1]:8890:8888"]
+
+
+def test_run_command_remaps_a_normal_user(launch, opts):
+    cmd = launch.build_run_command(opts, "img", 8888, remap=(1234, 4321), gpu_method=None)
+    assert _value_after(cmd, "--user") == ["root"]
+    assert "KERAS_UID=1234" in _value_after(cmd, "-e")
+    assert "KERAS_GID=4321" in _value_after(cmd, "-e")
+    assert cmd[-1] == "img"
+
+
+def test_extra_args_come_just_before_the_image(launch, tmp_path):
+    o = launch.parse_args(["--dir", str(tmp_path), "--gpu", "--", "--memory", "8g", "-e", "A=1"],
+                          environ={}, token_factory=lambda: TOKEN)
+    cmd = launch.build_run_command(o, "img:gpu", 8888, remap=(1000, 1000), gpu_method=launch.GPU_RUNTIME)
+    assert cmd[-5:] == ["--memory", "8g", "-e", "A=1", "img:gpu"]
+    assert cmd.index("--gpus") < cmd.index("--memory") and cmd.index("--user") < cmd.index("--memory")
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("runtime", ["--gpus", "all"]), ("cdi", ["--device", "nvidia.com/gpu=all"]),
+])
+def test_run_command_gpu_flags(launch, opts, method, expected):
+    opts.gpu = True
+    cmd = launch.build_run_command(opts, "img", 8888, remap=None, gpu_method=method)
+    i = cmd.index(expected[0])
+    assert cmd[i:i + 2] == expected
+
+
+@pytest.mark.parametrize("uid, gid, no_remap, rootless, remap, note", [
+    (1001, 1002, False, False, (1001, 1002), None),
+    (1000, 1000, False, False, (1000, 1000), None),
+    (0, 0, False, False, None, "UID 1000"),
+    (1001, 1002, True, False, None, None),
+    (0, 0, True, False, None, None),
+    (None, None, False, False, None, None),
+    (1001, 1002, False, True, None, "rootless"),
+])
+def test_remap_decision(launch, uid, gid, no_remap, rootless, remap, note):
+    got_remap, got_note = launch.remap_decision(uid, gid, no_remap, rootless)
+    assert got_remap == remap
+    if note is None:
+        assert got_note is None
+    else:
+        assert note in got_note
+
+
+def test_root_is_never_remapped_so_jupyter_never_runs_as_root(launch, opts):
+    remap, note = launch.remap_decision(0, 0, no_remap=False)
+    cmd = launch.build_run_command(opts, "img", 8888, remap=remap, gpu_method=None)
+    assert "--user" not in cmd and not any(a.startswith("KERAS_UID") for a in cmd)
+    assert "owned by UID 1000" in note
+
+
+def test_displayed_command_masks_the_token(launch, opts):
+    cmd = launch.build_run_command(opts, "example/img:1", 8888, remap=None, gpu_method=None)
+    shown = launch.format_run_for_display(cmd)
+    assert shown.startswith("JUPYTER_TOKEN=*** docker run -d --rm ")
+    assert TOKEN not in shown
+    assert shown.endswith(" example/img:1")
+
+
+def test_mask(launch):
+    assert launch.mask("url ?token=%s end %s" % (TOKEN, TOKEN), TOKEN) == "url ?token=*** end ***"
+    assert launch.mask("a+b%2Bc", "b+c") == "a+***"  # the URL-quoted form too
+    assert launch.mask("nothing", "") == "nothing"
+
+
+# ----------------------------------------------------------------------------- GPU detection
+
+INFO_NO_GPU = {"ServerVersion": "20.10.24+dfsg1", "Runtimes": {"runc": {"path": "runc"},
+               "io.containerd.runc.v2": {"path": "runc"}}, "CDISpecDirs": None}
+INFO_RUNTIME = {"ServerVersion": "27.5.1", "Runtimes": {"runc": {"path": "runc"},
+                "nvidia": {"path": "nvidia-container-runtime"}}, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}
+INFO_CDI = {"ServerVersion": "28.3.2", "Runtimes": {"runc": {"path": "runc"}},
+            "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
+            "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"},
+                                  {"Source": "cdi", "ID": "nvidia.com/gpu=all"}]}
+
+
+def test_gpu_runtime(launch):
+    assert launch.detect_gpu(INFO_RUNTIME) == launch.GPU_RUNTIME == "runtime"
+    both = dict(INFO_CDI, Runtimes=INFO_RUNTIME["Runtimes"])
+    assert launch.detect_gpu(both) == "runtime"  # the runtime wins: --gpus all is the usual form
+
+
+def test_gpu_cdi_devices(launch):
+    assert launch.detect_gpu(INFO_CDI) == launch.GPU_CDI == "cdi"
+
+
+def test_gpu_neither(launch):
+    assert launch.detect_gpu(INFO_NO_GPU) is None
+    assert launch.detect_gpu({}) is None
+    other = dict(INFO_CDI, DiscoveredDevices=[{"Source": "cdi", "ID": "amd.com/gpu=0"},
+                                              {"Source": "other", "ID": "nvidia.com/gpu=0"}])
+    assert launch.detect_gpu(other) is None
+    old = dict(INFO_CDI, ServerVersion="28.1.1")  # before 28.2 the field means nothing
+    assert launch.detect_gpu(old) is None
+
+
+def test_gpu_cdi_spec_files(launch):
+    info = dict(INFO_NO_GPU, ServerVersion="27.3.1", CDISpecDirs=["/etc/cdi"])
+    assert launch.detect_gpu(info, ["/etc/cdi/nvidia.yaml"]) == "cdi"
+    assert launch.detect_gpu(info, []) is None
+    assert launch.detect_gpu(INFO_NO_GPU, ["/etc/cdi/nvidia.yaml"]) is None  # CDI is off in that engine
+
+
+def test_find_local_cdi_specs(launch, tmp_path):
+    (tmp_path / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    (tmp_path / "other.yaml").write_text("cdiVersion: 0.5.0\nkind: vendor.com/thing\n")
+    (tmp_path / "notes.txt").write_text("nvidia.com/gpu")
+    info = {"Name": socket.gethostname(), "CDISpecDirs": [str(tmp_path), str(tmp_path / "absent")]}
+    assert launch.find_local_cdi_specs(info) == [str(tmp_path / "nvidia.yaml")]
+    assert launch.find_local_cdi_specs(dict(info, Name="another-host")) == []  # a remote engine
+    assert launch.find_local_cdi_specs(dict(info, CDISpecDirs=None)) == []
+
+
+def test_gpu_run_args(launch):
+    assert launch.gpu_run_args("runtime") == ["--gpus", "all"]
+    assert launch.gpu_run_args("cdi") == ["--device", "nvidia.com/gpu=all"]
+    assert launch.gpu_run_args(None) == []
+
+
+def test_no_gpu_message_says_what_to_do(launch):
+    msg = launch.no_gpu_message()
+    for text in ["NVIDIA runtime", "CDI", "NVIDIA driver", "NVIDIA Container Toolkit",
+                 "scripts/install-nvidia-container-toolkit.sh", "nvidia-ctk runtime configure --runtime=docker",
+                 "restart"]:
+        assert text in msg, text
+
+
+def test_gpu_requested_without_support_exits_4(launch, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(launch, "docker_info", lambda: dict(INFO_NO_GPU))
+    monkeypatch.setattr(launch, "container_exists", lambda name: False)
+    monkeypatch.setattr(launch, "ensure_image", lambda *a: pytest.fail("must not pull"))
+    assert launch.main(["--gpu", "--dir", str(tmp_path), "--token", TOKEN]) == 4
+    err = capsys.readouterr().err
+    assert "NVIDIA Container Toolkit" in err and "Traceback" not in err
+
+
+def test_gpu_dry_run_uses_the_detected_form(launch, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(launch, "docker_info", lambda: dict(INFO_CDI))
+    monkeypatch.setattr(launch, "container_exists", lambda name: False)
+    assert launch.main(["--gpu", "--dry-run", "--dir", str(tmp_path), "--token", TOKEN]) == 0
+    out = capsys.readouterr().out
+    assert "--device nvidia.com/gpu=all ghcr.io/kerastack/keras-jupyter:latest-gpu" in out
+    assert "--gpus" not in out and TOKEN not in out
+
+
+@pytest.mark.parametrize("label, gpu, host, expected", [
+    ("gpu", False, None, "TensorFlow will fall back to the CPU"),
+    ("gpu", False, "runtime", "--gpu"),
+    ("cpu", True, "runtime", "CPU image"),
+    ("cpu", False, None, None), ("gpu", True, "runtime", None), (None, False, None, None),
+])
+def test_variant_notice(launch, label, gpu, host, expected):
+    notice = launch.variant_notice(label, gpu, host)
+    if expected is None:
+        assert notice is None
+    else:
+        assert expected in notice
+
+
+# ----------------------------------------------------------------------------- ports and URL
+
+def test_default_port_when_free(launch):
+    assert launch.choose_port(None, lambda p: True) == (8888, None)
+
+
+def test_default_port_falls_back_to_a_free_one(launch):
+    taken = {8888, 8889, 8890}
+    port, message = launch.choose_port(None, lambda p: p not in taken)
+    assert port == 8891
+    assert "8888" in message and "8891" in message
+
+
+def test_explicit_port(launch):
+    assert launch.choose_port(9999, lambda p: p == 9999) == (9999, None)
+    with pytest.raises(launch.LaunchError) as exc:
+        launch.choose_port(9999, lambda p: p != 9999)
+    assert exc.value.code == 2 and "9999" in exc.value.message
+
+
+def test_no_free_port_at_all(launch):
+    with pytest.raises(launch.LaunchError, match="--port"):
+        launch.choose_port(None, lambda p: False)
+
+
+def test_port_is_free_sees_a_listener(launch):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        assert launch.port_is_free("127.0.0.1", port) is False
+        assert launch.port_is_free("0.0.0.0", port) is False
+    finally:
+        s.close()
+    assert launch.port_is_free("127.0.0.1", port) is True
+
+
+def test_port_is_free_rejects_a_foreign_address(launch):
+    with pytest.raises(launch.LaunchError, match="not an address of this machine"):
+        launch.port_is_free("192.0.2.123", 8888)  # TEST-NET-1: never local
+
+
+@pytest.mark.parametrize("bind, expected", [
+    ("127.0.0.1", "http://localhost:8890/lab?token=abc"),
+    ("0.0.0.0", "http://localhost:8890/lab?token=abc"),
+    ("::", "http://localhost:8890/lab?token=abc"),
+    ("::1", "http://localhost:8890/lab?token=abc"),
+    ("192.168.1.20", "http://192.168.1.20:8890/lab?token=abc"),
+    ("fd00::5", "http://[fd00::5]:8890/lab?token=abc"),
+])
+def test_format_url(launch, bind, expected):
+    url = launch.format_url(bind, 8890, "abc")
+    assert url == expected
+    assert "0.0.0.0" not in url
+
+
+def test_bind_warning(launch):
+    assert launch.bind_warning("127.0.0.1") is None
+    assert launch.bind_warning("::1") is None
+    assert "reachable from the network" in launch.bind_warning("0.0.0.0")
+    assert "token" in launch.bind_warning("192.168.1.20")
+
+
+def test_probe_url(launch):
+    assert launch.probe_url("0.0.0.0", 9000) == "http://127.0.0.1:9000/api"
+    assert launch.probe_url("127.0.0.1", 9000) == "http://127.0.0.1:9000/api"
+    assert launch.probe_url("::", 9000) == "http://[::1]:9000/api"
+
+
+# ----------------------------------------------------------------------------- container states
+
+@pytest.mark.parametrize("state, kind", [
+    ({"Status": "running", "Running": True, "Health": {"Status": "healthy"}}, "ready"),
+    ({"Status": "running", "Running": True, "Health": {"Status": "starting"}}, "starting"),
+    ({"Status": "running", "Running": True, "Health": {"Status": "unhealthy"}}, "unhealthy"),
+    ({"Status": "running", "Running": True}, "no-healthcheck"),
+    ({"Status": "created", "Running": False}, "starting"),
+    ({"Status": "exited", "Running": False, "ExitCode": 1, "Health": {"Status": "starting"}}, "exited"),
+    ({"Status": "removing", "Running": False}, "exited"),
+    (None, "exited"),
+])
+def test_classify_state(launch, state, kind):
+    assert launch.classify_state(state) == kind
+
+
+# ----------------------------------------------------------------------------- as a command
+
+def _run_line(stdout):
+    lines = [l for l in stdout.splitlines() if "docker run" in l]
+    assert len(lines) == 1, stdout
+    return lines[0]
+
+
+def test_dry_run_prints_the_command(tmp_path):
+    r = run_launch("--dry-run", "--image", "example/img:1", "--dir", str(tmp_path), "--token", TOKEN)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    assert "docker pull example/img:1" in r.stdout
+    line = _run_line(r.stdout)
+    assert line.startswith("JUPYTER_TOKEN=*** docker run -d --rm --name kerastack-")
+    assert re.search(r" -p 127\.0\.0\.1:(\d+):8888 ", line), line
+    port = re.search(r" -p 127\.0\.0\.1:(\d+):8888 ", line).group(1)
+    assert "--name kerastack-%s " % port in line
+    assert " -v %s:/src " % tmp_path.resolve() in line
+    assert " -e JUPYTER_TOKEN " in line
+    assert line.endswith(" example/img:1")
+    assert "http://localhost:%s/lab?token=***" % port in r.stdout
+
+
+def test_dry_run_with_extra_args_env_token_and_fixed_port(tmp_path):
+    env = clean_env(JUPYTER_TOKEN=TOKEN)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = run_launch("--dry-run", "--image", "example/img:1", "--dir", str(tmp_path), "--port", str(port),
+                   "--pull", "never", "--name", "nb1", "--", "--memory", "8g", env=env)
+    assert r.returncode == 0, r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    assert "docker pull" not in r.stdout
+    line = _run_line(r.stdout)
+    assert line.endswith(" --memory 8g example/img:1")
+    assert " -p 127.0.0.1:%d:8888 " % port in line and " --name nb1 " in line
+
+
+def test_dry_run_works_without_a_daemon(tmp_path):
+    r = run_launch("--dry-run", "--image", "example/img:1", "--dir", str(tmp_path),
+                   env=clean_env(DOCKER_HOST="unix:///nonexistent/docker.sock"))
+    assert r.returncode == 0, r.stderr
+    assert "not reachable" in r.stderr or "not found" in r.stderr
+    assert "example/img:1" in _run_line(r.stdout)
+
+
+def test_unreachable_daemon_is_one_clear_error(tmp_path):
+    if shutil.which("docker") is None:
+        pytest.skip("the docker CLI is not installed")
+    r = run_launch("--image", "example/img:1", "--dir", str(tmp_path),
+                   env=clean_env(DOCKER_HOST="unix:///nonexistent/docker.sock"))
+    assert r.returncode == 3
+    assert "Docker daemon is not reachable" in r.stderr and "systemctl start docker" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_docker_cli(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    r = run_launch("--image", "example/img:1", "--dir", str(tmp_path), env=clean_env(PATH=str(empty)))
+    assert r.returncode == 3
+    assert "docker command was not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_empty_token_as_a_command(tmp_path):
+    r = run_launch("--dry-run", "--dir", str(tmp_path), env=clean_env(JUPYTER_TOKEN=""))
+    assert r.returncode == 2
+    assert "JUPYTER_TOKEN is empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_dir_as_a_command(tmp_path):
+    r = run_launch("--dry-run", "--dir", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- end to end, with Docker
+
+FAKE_JUPYTER_C = textwrap.dedent(r"""
+    #include <arpa/inet.h>
+    #include <netinet/in.h>
+    #include <signal.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/socket.h>
+    #include <unistd.h>
+
+    static void bye(int sig) { (void)sig; fprintf(stderr, "fake jupyter: shutting down\n"); _exit(0); }
+
+    static int probe(void) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET; a.sin_port = htons(8888); a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) != 0) return 1;
+        const char *req = "GET /api HTTP/1.0\r\n\r\n";
+        if (write(s, req, strlen(req)) < 0) return 1;
+        char buf[256] = {0};
+        ssize_t n = read(s, buf, sizeof buf - 1);
+        close(s);
+        return (n > 12 && strncmp(buf + 9, "200", 3) == 0) ? 0 : 1;
+    }
+
+    int main(int argc, char **argv) {
+        if (argc > 1 && strcmp(argv[1], "probe") == 0) return probe();
+        signal(SIGTERM, bye);
+        signal(SIGINT, bye);
+        const char *token = getenv("JUPYTER_TOKEN"), *mode = getenv("FAKE_MODE");
+        fprintf(stderr, "fake jupyter: uid=%d KERAS_UID=%s\n", (int)getuid(),
+                getenv("KERAS_UID") ? getenv("KERAS_UID") : "-");
+        fprintf(stderr, "    http://127.0.0.1:8888/lab?token=%s\n", token ? token : "(none)");
+        if (mode && strcmp(mode, "fail") == 0) {
+            sleep(2);
+            fprintf(stderr, "fake jupyter: failing on purpose\n");
+            return 3;
+        }
+        if (mode && strcmp(mode, "hang") == 0) { for (;;) pause(); }
+        int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET; a.sin_port = htons(8888); a.sin_addr.s_addr = htonl(INADDR_ANY);
+        if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 16) != 0) { perror("listen"); return 2; }
+        for (;;) {
+            int c = accept(s, NULL, NULL);
+            if (c < 0) continue;
+            char buf[1024];
+            if (read(c, buf, sizeof buf) > 0) {
+                const char *resp = "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"version\": \"fake\"}\n";
+                if (write(c, resp, strlen(resp)) < 0) { /* ignore */ }
+            }
+            close(c);
+        }
+    }
+""")
+
+FAKE_DOCKERFILE = textwrap.dedent("""\
+    FROM scratch
+    COPY fakejupyter /fakejupyter
+    LABEL io.kerastack.variant=gpu
+    HEALTHCHECK --interval=1s --timeout=3s --retries=2 CMD ["/fakejupyter", "probe"]
+    ENTRYPOINT ["/fakejupyter"]
+""")
+
+
+def _docker_info_or_none():
+    if shutil.which("docker") is None:
+        return None
+    try:
+        r = subprocess.run(["docker", "info", "--format", "{{json .}}"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0:
+        return None
+    try:
+        info = json.loads(r.stdout)
+    except ValueError:
+        return None
+    return info if info.get("ServerVersion") else None
+
+
+@pytest.fixture(scope="module")
+def docker_info():
+    info = _docker_info_or_none()
+    if info is None:
+        pytest.skip("no reachable Docker daemon")
+    return info
+
+
+@pytest.fixture(scope="module")
+def fake_image(docker_info, tmp_path_factory):
+    """A tiny image that behaves like the Jupyter image for the launcher: HTTP /api on 8888, a
+    HEALTHCHECK, the io.kerastack.variant label, SIGTERM handling, and the token in its log."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the fake Jupyter")
+    work = tmp_path_factory.mktemp("fakejupyter")
+    (work / "fake.c").write_text(FAKE_JUPYTER_C)
+    r = subprocess.run([cc, "-static", "-O2", "-o", str(work / "fakejupyter"), str(work / "fake.c")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot link a static binary for the fake Jupyter: %s" % r.stderr.strip()[-300:])
+    (work / "Dockerfile").write_text(FAKE_DOCKERFILE)
+    tag = "kerastack-launch-test:%s" % uuid.uuid4().hex[:12]
+    r = subprocess.run(["docker", "build", "-q", "-t", tag, str(work)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.skip("cannot build the fake image: %s" % r.stderr.strip()[-300:])
+    yield tag
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+@pytest.fixture
+def container():
+    """A unique container name, removed afterwards whatever happened."""
+    name = "kerastack-launch-test-%s" % uuid.uuid4().hex[:10]
+    yield name
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _exists(name):
+    return subprocess.run(["docker", "container", "inspect", name], capture_output=True).returncode == 0
+
+
+def _gone(name, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _exists(name):
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _launch_args(image, name, port, tmp_path, *more):
+    return ["--image", image, "--name", name, "--port", str(port), "--dir", str(tmp_path),
+            "--token", TOKEN, "--timeout", "60", *more]
+
+
+def test_e2e_detach_pull_fallback_and_stop(fake_image, container, tmp_path, docker_info):
+    port = _free_port()
+    # --pull always: the pull fails (the tag exists only here), so it warns and uses the local image.
+    r = run_launch(*_launch_args(fake_image, container, port, tmp_path, "--pull", "always", "--detach"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["Jupyter is ready: http://localhost:%d/lab?token=%s" % (port, TOKEN)]
+    assert TOKEN not in r.stderr
+    assert "using the copy already on this machine" in r.stderr
+    assert "docker stop %s" % container in r.stderr
+    launch = _load_launch()
+    if launch.detect_gpu(docker_info) is None:
+        assert "TensorFlow will fall back to the CPU" in r.stderr
+    state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container],
+                                      capture_output=True, text=True).stdout)
+    assert state["Health"]["Status"] == "healthy"
+    mounts = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", container],
+                                       capture_output=True, text=True).stdout)
+    assert [(m["Source"], m["Destination"]) for m in mounts] == [(str(tmp_path.resolve()), "/src")]
+    ports = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}",
+                                       container], capture_output=True, text=True).stdout)
+    assert ports == {"8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    subprocess.run(["docker", "stop", container], capture_output=True, timeout=60)
+    assert _gone(container), "--rm should remove the container when it stops"
+
+
+def test_e2e_explicit_port_in_use(fake_image, container, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        r = run_launch(*_launch_args(fake_image, container, s.getsockname()[1], tmp_path, "--pull", "never"))
+    finally:
+        s.close()
+    assert r.returncode == 2 and "already in use" in r.stderr and "Traceback" not in r.stderr
+    assert not _exists(container)
+
+
+def test_e2e_missing_image_with_pull_never(docker_info, container, tmp_path):
+    image = "kerastack-launch-test-absent:%s" % uuid.uuid4().hex[:8]
+    r = run_launch(*_launch_args(image, container, _free_port(), tmp_path, "--pull", "never"))
+    assert r.returncode == 5
+    assert image in r.stderr and "Traceback" not in r.stderr
+
+
+def test_e2e_container_that_dies_shows_its_log_masked(fake_image, container, tmp_path):
+    r = run_launch(*_launch_args(fake_image, container, _free_port(), tmp_path, "--pull", "never",
+                                 "--", "-e", "FAKE_MODE=fail"), timeout=120)
+    assert r.returncode == 1
+    assert "Jupyter did not start" in r.stderr
+    assert "failing on purpose" in r.stderr  # the container's own log lines
+    assert "token=***" in r.stderr and TOKEN not in r.stdout + r.stderr
+    assert "Jupyter is ready" not in r.stdout
+    assert _gone(container)
+
+
+def test_e2e_timeout_removes_the_container(fake_image, container, tmp_path):
+    r = run_launch("--image", fake_image, "--name", container, "--port", str(_free_port()), "--dir", str(tmp_path),
+                   "--token", TOKEN, "--timeout", "3", "--pull", "never", "--", "-e", "FAKE_MODE=hang",
+                   "--health-retries", "1000", timeout=120)
+    assert r.returncode == 1
+    assert "not healthy after 3 s" in r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    assert _gone(container)
+
+
+def _start_foreground(args):
+    proc = subprocess.Popen([sys.executable, str(LAUNCH), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=clean_env())
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+    try:
+        first = lines.get(timeout=90)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail("the launcher printed no URL: %s" % proc.stderr.read())
+    return proc, first
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_e2e_foreground_stops_on_signal(fake_image, container, tmp_path, sig):
+    port = _free_port()
+    proc, first = _start_foreground(_launch_args(fake_image, container, port, tmp_path, "--pull", "missing"))
+    try:
+        assert first.strip() == "Jupyter is ready: http://localhost:%d/lab?token=%s" % (port, TOKEN)
+        assert _exists(container)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert rc == 0, err
+    assert "Stopped" in err and TOKEN not in err
+    assert _gone(container)
+
+
+def test_e2e_without_healthcheck_probes_the_api(fake_image, container, tmp_path):
+    port = _free_port()
+    r = run_launch(*_launch_args(fake_image, container, port, tmp_path, "--pull", "never", "--detach",
+                                 "--", "--no-healthcheck"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "Jupyter is ready: http://localhost:%d/lab?token=%s" % (port, TOKEN)
+    subprocess.run(["docker", "stop", container], capture_output=True, timeout=60)
+    assert _gone(container)

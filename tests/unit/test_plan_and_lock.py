@@ -1,0 +1,492 @@
+"""Build plans (args, labels) and the pure parts of lock files, plus the consistency of the real locks/."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kerastack import config, lock, matrix, plan
+from kerastack.errors import PipelineError
+from kerastack.lock import GROUPS, Pin
+from kerastack.tags import BuildStamp
+from kerastack.versions import Version
+
+ROOT = Path(__file__).resolve().parents[2]
+STAMP = BuildStamp("20261124", "a1b2c3d")
+CREATED = "2026-11-24T12:00:00Z"
+BASE = "docker.io/library/python:3.11-slim-bookworm@sha256:" + "a" * 64
+OCI = (
+    "org.opencontainers.image.title",
+    "org.opencontainers.image.description",
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.created",
+    "org.opencontainers.image.revision",
+    "org.opencontainers.image.source",
+    "org.opencontainers.image.licenses",
+    "org.opencontainers.image.base.name",
+    "org.opencontainers.image.ref.name",
+)
+GPU_ONLY = (
+    "io.kerastack.tensorflow.built-with.cuda",
+    "io.kerastack.tensorflow.built-with.cudnn",
+    "io.kerastack.cuda.version",
+    "io.kerastack.cuda.runtime",
+    "io.kerastack.cudnn.version",
+    "io.kerastack.cuda.wheels",
+    "io.kerastack.nvidia.driver.min",
+)
+
+
+def plan_of(cfg, cells, cell_id):
+    cell = next(c for c in cells if c.id == cell_id)
+    return plan.plan_cell(cfg, cells, cell, STAMP, BASE, CREATED)
+
+
+def edited(text: str, old: str, new: str):
+    assert text.count(old) == 1, old
+    c = config.parse(text.replace(old, new), "versions.toml")
+    return c
+
+
+def fingerprints(cfg) -> dict[str, str]:
+    return {cell.id: lock.inputs_for(cfg, cell).fingerprint() for cell in matrix.cells(cfg)}
+
+
+# ---------------------------------------------------------------- plans
+
+
+def test_gpu_plan(real_config, real_cells):
+    p = plan_of(real_config, real_cells, "tf2.21.0-py3.11-gpu-cuda12.5")
+    assert (p.id, p.target, p.image) == ("tf2.21.0-py3.11-gpu-cuda12.5", "gpu", "ghcr.io/kerastack/keras-jupyter")
+    assert dict(p.build_args) == {"BASE_IMAGE": BASE, "PYTHON_VERSION": "3.11", "LOCK_DIR": "locks/tf2.21.0-py3.11-gpu-cuda12.5"}
+    assert p.local_refs == [
+        "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5-20261124-a1b2c3d",
+        "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5",
+    ]
+    labels = dict(p.labels)
+    assert all(key in labels and labels[key] for key in OCI)
+    assert labels["org.opencontainers.image.version"] == "2.21.0-py3.11-gpu-cuda12.5"
+    assert labels["org.opencontainers.image.ref.name"] == "2.21.0-py3.11-gpu-cuda12.5-20261124-a1b2c3d"
+    assert labels["org.opencontainers.image.created"] == CREATED
+    assert labels["org.opencontainers.image.revision"] == "a1b2c3d"
+    assert labels["org.opencontainers.image.base.name"] == BASE
+    assert labels["org.opencontainers.image.title"] == "Keras 3.12.4 + TensorFlow 2.21.0 + Jupyter (gpu)"
+    assert labels["io.kerastack.cell"] == "tf2.21.0-py3.11-gpu-cuda12.5"
+    assert labels["io.kerastack.variant"] == "gpu"
+    assert labels["io.kerastack.tensorflow.version"] == "2.21.0"
+    assert labels["io.kerastack.keras.version"] == "3.12.4"
+    assert labels["io.kerastack.python.version"] == "3.11"
+    assert labels["io.kerastack.tensorflow.built-with.cuda"] == "12.5"
+    assert labels["io.kerastack.tensorflow.built-with.cudnn"] == "9.3"
+    assert labels["io.kerastack.cuda.version"] == "12.5"
+    assert labels["io.kerastack.cuda.runtime"] == "12.5.82"
+    assert labels["io.kerastack.cudnn.version"] == "9.3"
+    assert labels["io.kerastack.nvidia.driver.min"] == "555.42"
+    wheels = dict(w.split("==") for w in labels["io.kerastack.cuda.wheels"].split(","))
+    assert wheels == dict(real_config.cuda[Version("12.5")].wheels)
+    assert len(wheels) == 12 and wheels["nvidia-cudnn-cu12"] == "9.3.0.75" and wheels["nvidia-cublas-cu12"] == "12.5.3.2"
+    assert [k for k, _ in p.labels] == sorted(labels)
+
+
+def test_gpu_12_9_labels_are_its_own(real_config, real_cells):
+    labels = dict(plan_of(real_config, real_cells, "tf2.21.0-py3.13-gpu-cuda12.9").labels)
+    assert (labels["io.kerastack.cuda.version"], labels["io.kerastack.cuda.runtime"], labels["io.kerastack.cudnn.version"]) == ("12.9", "12.9.79", "9.10")
+    assert labels["io.kerastack.nvidia.driver.min"] == "575.51"
+    assert labels["io.kerastack.tensorflow.built-with.cuda"] == "12.5"  # what TF was built with, not the cell's CUDA
+    assert "nvidia-cublas-cu12==12.9.1.4" in labels["io.kerastack.cuda.wheels"].split(",")
+
+
+@pytest.mark.parametrize(("cpu_id", "keras"), [("tf2.20.0-py3.13-cpu", "3.11.3"), ("tf2.21.0-py3.11-cpu", "3.12.4")])
+def test_cpu_plan(real_config, real_cells, cpu_id, keras):
+    p = plan_of(real_config, real_cells, cpu_id)
+    labels = dict(p.labels)
+    assert p.target == "cpu"
+    assert all(key in labels for key in OCI)
+    assert not [key for key in labels if "cuda" in key or "cudnn" in key or "nvidia" in key]
+    assert not set(GPU_ONLY) & set(labels)
+    assert labels["io.kerastack.keras.version"] == keras
+    assert labels["io.kerastack.tensorflow.version"] == cpu_id[2:8]
+    assert labels["io.kerastack.python.version"] == cpu_id.split("-py")[1][:4]
+    assert dict(p.build_args)["LOCK_DIR"] == f"locks/{cpu_id}"
+
+
+def test_plan_labels_equal_versions_toml_for_every_cell(real_config, real_cells):
+    for cell in real_cells:
+        labels = dict(plan.plan_cell(real_config, real_cells, cell, STAMP, BASE, CREATED).labels)
+        release = real_config.tensorflow[cell.tensorflow]
+        assert labels["io.kerastack.tensorflow.version"] == str(release.version)
+        assert labels["io.kerastack.keras.version"] == str(release.keras)
+        assert labels["io.kerastack.python.version"] == str(cell.python)
+        assert (cell.cuda is not None) == ("io.kerastack.cuda.version" in labels)
+
+
+def test_plan_uses_the_overridden_registry(real_config, real_cells):
+    moved = config.with_registry(real_config, "127.0.0.1:5000", "test/img")
+    p = plan_of(moved, real_cells, "tf2.21.0-py3.11-cpu")
+    assert p.cell_ref == "127.0.0.1:5000/test/img:2.21.0-py3.11-cpu"
+    assert p.as_json()["image"] == "127.0.0.1:5000/test/img"
+
+
+# ---------------------------------------------------------------- lock inputs and fingerprints
+
+
+def test_inputs_for_cpu(real_config, cells_by_id):
+    i = lock.inputs_for(real_config, cells_by_id["tf2.21.0-py3.13-cpu"])
+    assert (i.cell_id, i.python, i.platform) == ("tf2.21.0-py3.13-cpu", "3.13", "x86_64-manylinux_2_28")
+    assert i.requirements == ("tensorflow-cpu==2.21.0", "keras==3.12.4", "jupyterlab>=4.4,<5", "notebook>=7.4,<8", "ipykernel>=6.29,<8")
+    assert i.constraints == ()
+    assert i.group_roots == ("tensorflow-cpu", "keras")
+
+
+def test_inputs_for_gpu(real_config, cells_by_id):
+    i = lock.inputs_for(real_config, cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"])
+    assert i.requirements[:2] == ("tensorflow[and-cuda]==2.21.0", "keras==3.12.4")
+    assert i.constraints == tuple(f"{n}=={v}" for n, v in sorted(real_config.cuda[Version("12.9")].wheels))
+    assert "nvidia-cuda-runtime-cu12==12.9.79" in i.constraints and len(i.constraints) == 12
+    assert i.group_roots == ("tensorflow", "keras")
+
+
+def test_fingerprint_is_stable_and_per_cell(real_config, real_cells):
+    fps = fingerprints(real_config)
+    assert fps == fingerprints(config.parse((ROOT / "versions.toml").read_text(), "elsewhere.toml"))
+    assert len(set(fps.values())) == len(real_cells)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", fp) for fp in fps.values())
+
+
+def test_fingerprint_changes_with_the_keras_pin(real_text, real_config):
+    before, after = fingerprints(real_config), fingerprints(edited(real_text, 'keras = "3.12.4"', 'keras = "3.12.5"'))
+    changed = sorted(k for k in before if before[k] != after[k])
+    assert changed == [k for k in sorted(before) if k.startswith("tf2.21.0-")]
+
+
+def test_fingerprint_changes_with_jupyter_packages(real_text, real_config):
+    before = fingerprints(real_config)
+    after = fingerprints(edited(real_text, '"ipykernel>=6.29,<8"]', '"ipykernel>=6.29,<8", "ipywidgets"]'))
+    assert all(before[k] != after[k] for k in before)
+
+
+def test_fingerprint_changes_with_a_cuda_wheel_of_that_cuda_only(real_text, real_config):
+    before = fingerprints(real_config)
+    after = fingerprints(edited(real_text, '"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5.3.3"'))
+    changed = sorted(k for k in before if before[k] != after[k])
+    assert changed == ["tf2.21.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.13-gpu-cuda12.5"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('host = "ghcr.io"', 'host = "127.0.0.1:5000"'),
+        ('repository = "kerastack/keras-jupyter"', 'repository = "other/name"'),
+        ('[defaults]\ntensorflow = "2.21.0"\npython = "3.11"', '[defaults]\ntensorflow = "2.21.0"\npython = "3.13"'),
+        ('min_driver = "555.42"', 'min_driver = "560.0"'),
+    ],
+    ids=["registry-host", "repository", "defaults", "min-driver"],
+)
+def test_fingerprint_ignores_irrelevant_values(real_text, real_config, old, new):
+    assert fingerprints(edited(real_text, old, new)) == fingerprints(real_config)
+
+
+# ---------------------------------------------------------------- parse_compiled, split_groups, render_group
+
+H = "sha256:" + "1" * 64
+H2 = "sha256:" + "2" * 64
+
+COMPILED = textwrap.dedent(
+    f"""\
+    absl-py==2.5.1 \\
+        --hash={H} \\
+        --hash={H2}
+        # via
+        #   keras
+        #   tensorflow
+    jupyterlab==4.6.6 \\
+        --hash={H}
+        # via
+        #   -r requirements.in
+        #   notebook
+    keras==3.12.4 \\
+        --hash={H}
+        # via
+        #   -r requirements.in
+        #   tensorflow
+    notebook==7.6.5 \\
+        --hash={H}
+        # via -r requirements.in
+    numpy==2.4.6 \\
+        --hash={H}
+        # via
+        #   h5py
+        #   keras
+        #   tensorflow
+    h5py==3.14.0 \\
+        --hash={H}
+        # via
+        #   keras
+        #   tensorflow
+    nvidia-cublas-cu12==12.5.3.2 \\
+        --hash={H}
+        # via
+        #   -c constraints.txt
+        #   nvidia-cudnn-cu12
+        #   tensorflow
+    nvidia-cudnn-cu12==9.3.0.75 \\
+        --hash={H}
+        # via
+        #   -c constraints.txt
+        #   tensorflow
+    packaging==26.3 \\
+        --hash={H}
+        # via
+        #   jupyterlab
+        #   keras
+    six==1.17.0 \\
+        --hash={H}
+        # via astunparse
+    astunparse==1.6.3 \\
+        --hash={H}
+        # via tensorflow
+    Typing_Extensions==4.16.0 \\
+        --hash={H}
+        # via jupyterlab
+    tensorflow[and-cuda]==2.21.0 \\
+        --hash={H} \\
+        --hash={H2}
+        # via -r requirements.in
+    """
+)
+
+
+def test_parse_compiled():
+    pins = {p.name: p for p in lock.parse_compiled(COMPILED)}
+    assert list(pins) == [
+        "absl-py", "jupyterlab", "keras", "notebook", "numpy", "h5py", "nvidia-cublas-cu12", "nvidia-cudnn-cu12",
+        "packaging", "six", "astunparse", "typing-extensions", "tensorflow",
+    ]  # fmt: skip
+    assert pins["absl-py"] == Pin("absl-py", "2.5.1", (H, H2), ("keras", "tensorflow"))
+    assert pins["tensorflow"] == Pin("tensorflow", "2.21.0", (H, H2), ("-",))
+    assert pins["jupyterlab"].via == ("-", "notebook")
+    assert pins["notebook"].via == ("-",)
+    assert pins["numpy"].via == ("h5py", "keras", "tensorflow")
+    assert pins["nvidia-cublas-cu12"].via == ("-", "nvidia-cudnn-cu12", "tensorflow")
+    assert pins["six"].via == ("astunparse",)
+    assert pins["typing-extensions"].version == "4.16.0"  # name normalised
+
+
+def test_parse_compiled_ignores_header_and_options():
+    text = "# This file was autogenerated by uv\n--index-url https://pypi.org/simple\n\n" + f"six==1.17.0 \\\n    --hash={H}\n    # via -r requirements.in\n"
+    assert lock.parse_compiled(text) == [Pin("six", "1.17.0", (H,), ("-",))]
+
+
+def test_parse_compiled_without_hashes_raises():
+    text = COMPILED.replace(f"notebook==7.6.5 \\\n    --hash={H}\n", "notebook==7.6.5\n")
+    assert text != COMPILED
+    with pytest.raises(PipelineError, match=r"notebook==7\.6\.5 without hashes"):
+        lock.parse_compiled(text)
+
+
+def test_split_groups():
+    pins = lock.parse_compiled(COMPILED)
+    groups = lock.split_groups(pins, ("tensorflow", "keras"))
+    names = {g: [p.name for p in ps] for g, ps in groups.items()}
+    assert list(names) == list(GROUPS)
+    assert names["cuda"] == ["nvidia-cublas-cu12", "nvidia-cudnn-cu12"]
+    # packaging is needed by keras and by jupyterlab: it goes to the (lower) tensorflow layer
+    assert names["tensorflow"] == ["absl-py", "astunparse", "h5py", "keras", "numpy", "packaging", "six", "tensorflow"]
+    assert names["jupyter"] == ["jupyterlab", "notebook", "typing-extensions"]
+
+
+def test_split_groups_with_cpu_roots():
+    text = f"tensorflow-cpu==2.21.0 \\\n    --hash={H}\n    # via -r requirements.in\nabsl-py==2.5.1 \\\n    --hash={H}\n    # via tensorflow-cpu\n"
+    text += f"jupyterlab==4.6.6 \\\n    --hash={H}\n    # via -r requirements.in\n"
+    groups = lock.split_groups(lock.parse_compiled(text), ("tensorflow-cpu", "keras"))
+    assert {g: [p.name for p in ps] for g, ps in groups.items()} == {"cuda": [], "tensorflow": ["absl-py", "tensorflow-cpu"], "jupyter": ["jupyterlab"]}
+
+
+def test_render_group_round_trips(real_config, cells_by_id):
+    inputs = lock.inputs_for(real_config, cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"])
+    pins = lock.split_groups(lock.parse_compiled(COMPILED), inputs.group_roots)["cuda"]
+    text = lock.render_group(inputs, "cuda", pins)
+    assert text == (
+        "# Lock group 'cuda' for Python 3.11 on x86_64-manylinux_2_28. Generated by `nox -s lock`; do not edit.\n"
+        f"nvidia-cublas-cu12==12.5.3.2 \\\n    --hash={H}\n"
+        f"nvidia-cudnn-cu12==9.3.0.75 \\\n    --hash={H}\n"
+    )
+    assert "tf2.21.0" not in text  # identical groups of different cells are identical files
+    assert [(p.name, p.version, p.hashes) for p in lock.parse_compiled(text)] == [(p.name, p.version, p.hashes) for p in pins]
+    assert lock.render_group(inputs, "cuda", []).count("\n") == 1
+
+
+# ---------------------------------------------------------------- status
+
+
+@pytest.fixture
+def locks_copy(tmp_path):
+    shutil.copytree(ROOT / "locks", tmp_path / "locks")
+    return tmp_path
+
+
+def states(result) -> dict[str, str]:
+    return {s.cell_id: s.state for s in result}
+
+
+def test_status_of_the_real_locks_is_ok(locks_copy, real_config, real_cells):
+    result = lock.status(locks_copy, real_config, real_cells)
+    assert [s.cell_id for s in result] == [c.id for c in real_cells]
+    assert all(s.state == "ok" and s.detail == "" for s in result)
+
+
+def test_status_stale_after_a_config_change(locks_copy, real_text, real_cells):
+    changed = edited(real_text, 'keras = "3.12.4"', 'keras = "3.12.5"')
+    result = lock.status(locks_copy, changed, real_cells)
+    assert states(result) == {c.id: "stale" if c.id.startswith("tf2.21.0-") else "ok" for c in real_cells}
+    assert all("versions.toml changed" in s.detail for s in result if s.state == "stale")
+
+
+def test_status_missing_group_file(locks_copy, real_config, real_cells):
+    (locks_copy / "locks" / "tf2.21.0-py3.13-gpu-cuda12.9" / "tensorflow.txt").unlink()
+    result = {s.cell_id: s for s in lock.status(locks_copy, real_config, real_cells)}
+    assert result["tf2.21.0-py3.13-gpu-cuda12.9"].state == "missing"
+    assert result["tf2.21.0-py3.13-gpu-cuda12.9"].detail == "group files missing: tensorflow"
+    assert sum(s.state == "ok" for s in result.values()) == 7
+
+
+def test_status_missing_lock_json(locks_copy, real_config, real_cells):
+    (locks_copy / "locks" / "tf2.20.0-py3.11-cpu" / "lock.json").unlink()
+    result = {s.cell_id: s for s in lock.status(locks_copy, real_config, real_cells)}
+    assert result["tf2.20.0-py3.11-cpu"].state == "missing" and "lock.json does not exist" in result["tf2.20.0-py3.11-cpu"].detail
+
+
+def test_status_missing_folder(tmp_path, real_config, real_cells):
+    result = lock.status(tmp_path, real_config, real_cells)
+    assert [s.state for s in result] == ["missing"] * len(real_cells)
+
+
+def test_status_extra_folder_is_stale(locks_copy, real_config, real_cells):
+    (locks_copy / "locks" / "tf2.19.0-py3.11-cpu").mkdir()
+    (locks_copy / "locks" / "README").write_text("a file, not a cell")
+    result = lock.status(locks_copy, real_config, real_cells)
+    assert result[-1].cell_id == "tf2.19.0-py3.11-cpu" and result[-1].state == "stale" and "delete the folder" in result[-1].detail
+    assert len(result) == len(real_cells) + 1
+
+
+def test_status_of_a_removed_cell(locks_copy, real_text):
+    narrowed = edited(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.11"]')
+    result = states(lock.status(locks_copy, narrowed, matrix.cells(narrowed)))
+    assert {k: v for k, v in result.items() if "py3.13" in k} == {
+        "tf2.20.0-py3.13-cpu": "stale",
+        "tf2.21.0-py3.13-cpu": "stale",
+        "tf2.21.0-py3.13-gpu-cuda12.5": "stale",
+        "tf2.21.0-py3.13-gpu-cuda12.9": "stale",
+    }
+    assert {v for k, v in result.items() if "py3.11" in k} == {"ok"}
+
+
+# ---------------------------------------------------------------- _check_cuda_pins
+
+
+def cuda_pins(cfg, cuda: str, **overrides) -> list[Pin]:
+    wheels = dict(cfg.cuda[Version(cuda)].wheels) | overrides
+    return [Pin(name, version, (H,)) for name, version in sorted(wheels.items())]
+
+
+def test_check_cuda_pins_accepts_the_pinned_wheels(real_config, cells_by_id):
+    lock._check_cuda_pins(real_config, cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], cuda_pins(real_config, "12.5"))
+    lock._check_cuda_pins(real_config, cells_by_id["tf2.21.0-py3.11-cpu"], [])
+
+
+def test_check_cuda_pins_rejects_an_unpinned_wheel(real_config, cells_by_id):
+    pins = cuda_pins(real_config, "12.5") + [Pin("nvidia-nvshmem-cu12", "3.3.20", (H,))]
+    with pytest.raises(PipelineError) as info:
+        lock._check_cuda_pins(real_config, cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], pins)
+    message = str(info.value)
+    assert message.startswith("tf2.21.0-py3.11-gpu-cuda12.5: ")
+    assert "nvidia-nvshmem-cu12==3.3.20" in message and '[cuda."12.5"]' in message
+    assert "nvidia-cublas-cu12" not in message
+
+
+def test_check_cuda_pins_rejects_cuda_wheels_in_a_cpu_cell(real_config, cells_by_id):
+    with pytest.raises(PipelineError, match=r"tf2.21.0-py3.11-cpu: a CPU cell resolved CUDA wheels \(nvidia-cublas-cu12\)"):
+        lock._check_cuda_pins(real_config, cells_by_id["tf2.21.0-py3.11-cpu"], [Pin("nvidia-cublas-cu12", "12.5.3.2", (H,))])
+
+
+def test_check_cuda_pins_rejects_a_pinned_wheel_at_another_version(real_config, cells_by_id):
+    pins = cuda_pins(real_config, "12.5", **{"nvidia-cublas-cu12": "12.9.1.4"})
+    with pytest.raises(PipelineError):
+        lock._check_cuda_pins(real_config, cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], pins)
+
+
+# ---------------------------------------------------------------- the real locks/
+
+
+def read_meta(cell_id: str) -> dict:
+    return json.loads((ROOT / "locks" / cell_id / "lock.json").read_text())
+
+
+def test_real_locks_have_a_folder_per_cell_and_nothing_else(real_cells):
+    assert sorted(p.name for p in (ROOT / "locks").iterdir() if p.is_dir()) == sorted(c.id for c in real_cells)
+    for cell in real_cells:
+        assert sorted(p.name for p in (ROOT / "locks" / cell.id).iterdir()) == ["cuda.txt", "jupyter.txt", "lock.json", "tensorflow.txt"]
+
+
+def test_real_lock_inputs_match_versions_toml(real_config, real_cells):
+    for cell in real_cells:
+        meta = read_meta(cell.id)
+        inputs = lock.inputs_for(real_config, cell)
+        assert meta["cell"] == cell.id and meta["format"] == lock.LOCK_FORMAT
+        assert meta["fingerprint"] == inputs.fingerprint()
+        assert meta["inputs"] == {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()}
+
+
+def test_real_cuda_groups_equal_the_pins(real_config, real_cells):
+    for cell in real_cells:
+        cuda_group = read_meta(cell.id)["groups"]["cuda"]
+        expected = dict(real_config.cuda[cell.cuda].wheels) if cell.cuda else {}
+        assert cuda_group == expected, cell.id
+        lock._check_cuda_pins(real_config, cell, [Pin(n, v, (H,)) for n, v in cuda_group.items()])
+
+
+def test_real_tensorflow_groups_hold_the_release_and_keras(real_config, real_cells):
+    for cell in real_cells:
+        group = read_meta(cell.id)["groups"]["tensorflow"]
+        release = real_config.tensorflow[cell.tensorflow]
+        tf_name = "tensorflow" if cell.is_gpu else "tensorflow-cpu"
+        assert group[tf_name] == str(release.version), cell.id
+        assert group["keras"] == str(release.keras), cell.id
+        assert not [n for n in group if n.startswith("nvidia-")]
+
+
+_PIN_START = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?==")
+
+
+def test_every_real_requirement_line_has_a_sha256_hash(real_cells):
+    checked = 0
+    for cell in real_cells:
+        for group in GROUPS:
+            lines = (ROOT / "locks" / cell.id / f"{group}.txt").read_text().splitlines()
+            assert lines[0].startswith(f"# Lock group '{group}' for Python {cell.python} on x86_64-manylinux_2_28.")
+            starts = [i for i, line in enumerate(lines) if _PIN_START.match(line)]
+            for n, start in enumerate(starts):
+                block = lines[start : starts[n + 1] if n + 1 < len(starts) else len(lines)]
+                hashes = [line.strip().removesuffix("\\").strip() for line in block[1:]]
+                assert hashes, f"{cell.id}/{group}.txt: {lines[start]} has no hash"
+                assert all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", h) for h in hashes), (cell.id, group, lines[start])
+                checked += 1
+            non_pin = [line for i, line in enumerate(lines[1:], 1) if not _PIN_START.match(line) and not line.startswith("    --hash=sha256:")]
+            assert non_pin == [], (cell.id, group, non_pin[:3])
+    assert checked > 500
+
+
+def test_real_group_files_match_lock_json_and_are_generated(real_config, real_cells):
+    for cell in real_cells:
+        meta = read_meta(cell.id)
+        inputs = lock.inputs_for(real_config, cell)
+        for group in GROUPS:
+            text = (ROOT / "locks" / cell.id / f"{group}.txt").read_text()
+            pins = lock.parse_compiled(text)
+            assert {p.name: p.version for p in pins} == meta["groups"][group], (cell.id, group)
+            assert lock.render_group(inputs, group, pins) == text, (cell.id, group)
