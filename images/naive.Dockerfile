@@ -2,6 +2,7 @@
 # installed the way a hand-written Dockerfile usually does it (one stage, one pip install).
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
+# hadolint ignore=DL3009,DL3015
 RUN apt-get update && apt-get install -y python3 python3-venv ca-certificates
 COPY requirements.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=ca \

@@ -101,6 +101,6 @@ def bootstrap(suite: str, tag: str) -> None:
         docker.image.import_(
             archive,
             tag=tag,
-            changes=['ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'CMD ["/bin/bash"]'],
+            changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["/bin/bash"]'],
             message=f"debootstrap --variant=minbase {suite} {mirror}",
         )

@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -42,7 +42,7 @@ class BuildOptions:
 
 def current_stamp(root: Path, now: datetime | None = None) -> tuple[BuildStamp, str]:
     """The build stamp from git (revision, -dirty when the tree has changes) and the RFC 3339 time."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
 
     def git(*args: str) -> str:
         result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
@@ -110,7 +110,9 @@ def build_matrix(options: BuildOptions, console: Console | None = None) -> Build
                     progress.update(task, description=f"{cell.id}: naive baseline")
                     _measure_naive(options, plan, base.ref, secrets, report)
                 results.append(report)
-                console.print(f"[green]✓ {cell.id}[/] {report.size / 1e9:.2f} GB in {outcome.seconds:.0f} s ({outcome.cached_steps}/{outcome.total_steps} steps cached)")
+                console.print(
+                    f"[green]✓ {cell.id}[/] {report.size / 1e9:.2f} GB in {outcome.seconds:.0f} s ({outcome.cached_steps}/{outcome.total_steps} steps cached)"
+                )
             progress.advance(task)
         progress.update(task, description="matrix done")
 

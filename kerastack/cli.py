@@ -32,7 +32,7 @@ def _load(args: argparse.Namespace) -> tuple[config_module.Config, list[matrix.C
 def _stamp(args: argparse.Namespace) -> tuple[tags.BuildStamp, str]:
     from .build import current_stamp
 
-    return current_stamp(ROOT)
+    return current_stamp(args.project_dir)
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -48,7 +48,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     for p in plans:
         release = config.tensorflow[p.cell.tensorflow]
         table.add_row(
-            p.id, str(p.cell.tensorflow), str(release.keras), str(p.cell.python), p.cell.variant, str(p.cell.cuda or "–"), p.tags.cell, ", ".join(p.tags.moving) or "–"
+            p.id,
+            str(p.cell.tensorflow),
+            str(release.keras),
+            str(p.cell.python),
+            p.cell.variant,
+            str(p.cell.cuda or "–"),
+            p.tags.cell,
+            ", ".join(p.tags.moving) or "–",
         )
     out.print(table)
     return 0
@@ -70,7 +77,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
 def cmd_lock(args: argparse.Namespace) -> int:
     config, all_cells, selected = _load(args)
     if args.check:
-        statuses = lock.status(ROOT, config, all_cells if not args.filter else selected)
+        statuses = lock.status(args.project_dir, config, all_cells if not args.filter else selected)
         bad = [s for s in statuses if s.state != "ok"]
         for s in statuses:
             (err if s.state != "ok" else out).print(f"{'✓' if s.state == 'ok' else '✗'} {s.cell_id}: {s.state} {s.detail}")
@@ -78,7 +85,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
             raise PipelineError(f"{len(bad)} lock(s) out of date with versions.toml: run `nox -s lock` and commit locks/")
         return 0
     for cell in selected:
-        groups = lock.lock_cell(ROOT, config, cell)
+        groups = lock.lock_cell(args.project_dir, config, cell)
         out.print(f"✓ {cell.id}: " + ", ".join(f"{g} {len(p)}" for g, p in groups.items()))
     return 0
 
@@ -109,7 +116,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     stamp, created = _stamp(args)
     report = build_matrix(
         BuildOptions(
-            root=ROOT,
+            root=args.project_dir,
             config=config,
             all_cells=tuple(all_cells),
             selected=tuple(selected),
@@ -145,12 +152,12 @@ def cmd_image(args: argparse.Namespace) -> int:
         try:
             err.print(f"pulling {ref} ...")
             docker.image.pull(ref, quiet=True)
-        except DockerException:
+        except DockerException:  # not published anywhere reachable: build it here
             err.print(f"{ref} is not in a reachable registry: building it locally (one-time; about 1-3 minutes)")
             args.filter = [f"id={cell.id}"]
             args.naive = False
             if cmd_build(args) != 0:
-                raise PipelineError(f"could not build {cell.id}; see the log above")
+                raise PipelineError(f"could not build {cell.id}; see the log above") from None
     print(ref)
     return 0
 
@@ -199,7 +206,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not args.dry_run:
         engine.ensure()
     with publish.registry_client(config.registry) as client:
-        result = publish.execute(plan, client, dry_run=args.dry_run, attempts=args.retries + 1, backoff=args.backoff, log=lambda m: err.print(m, highlight=False))
+        result = publish.execute(
+            plan, client, dry_run=args.dry_run, attempts=args.retries + 1, backoff=args.backoff, log=lambda m: err.print(m, highlight=False)
+        )
     if not args.dry_run:
         name = publish.PUBLISH_REPORT if args.stage != "moving" else "moving-report.json"
         (reports / name).write_text(result.to_json())
@@ -243,7 +252,8 @@ def cmd_digests(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerastack", description="Build, test and publish pinned Keras/TensorFlow + Jupyter images.")
-    p.add_argument("--config", default=str(ROOT / "versions.toml"), help="the versions file (default: versions.toml)")
+    p.add_argument("--project-dir", type=Path, default=ROOT, help="the project: versions.toml, locks/, images/ (default: this checkout)")
+    p.add_argument("--config", help="the versions file (default: PROJECT_DIR/versions.toml)")
     p.add_argument("--registry", help="override [registry].host (or KERASTACK_REGISTRY)")
     p.add_argument("--repository", help="override [registry].repository (or KERASTACK_REPOSITORY)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -284,7 +294,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[], help="passed on to pytest")
     sp = command("publish", cmd_publish, "push the cells that passed smoke tests in this run; move moving tags last")
     sp.add_argument("--reports", default=str(ROOT / "reports"), help="build/smoke reports (stage all, cells) or publish reports (stage moving)")
-    sp.add_argument("--stage", choices=("all", "cells", "moving"), default="all", help="all: push and move; cells: push only; moving: move from publish reports")
+    sp.add_argument(
+        "--stage", choices=("all", "cells", "moving"), default="all", help="all: push and move; cells: push only; moving: move from publish reports"
+    )
     sp.add_argument("--dry-run", action="store_true", help="show what would be pushed and moved")
     sp.add_argument("--allow-dirty", action="store_true", help="publish images built from uncommitted changes")
     sp.add_argument("--retries", type=int, default=3, help="retries of a failed push (default 3)")
@@ -301,6 +313,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.project_dir = args.project_dir.resolve()
+    args.config = args.config or str(args.project_dir / "versions.toml")
     try:
         return args.func(args)
     except PipelineError as exc:

@@ -34,9 +34,7 @@ class VersionRange:
             return False
         if self.max is not None and not (version < self.max or version.startswith(self.max)):
             return False
-        if self.below is not None and not version < self.below:
-            return False
-        return True
+        return self.below is None or version < self.below
 
     def __str__(self) -> str:
         upper = f", <= {self.max}" if self.max else f", < {self.below}" if self.below else ""
@@ -170,7 +168,9 @@ class _Reader:
         data = self.table(data, key_path, {"min": "lowest version", "max": "highest version", "below": "exclusive bound"}, ("min",))
         low = self.version(data["min"], _join(key_path, "min"), example_min)
         if ("max" in data) == ("below" in data):
-            raise self.fail(key_path, "needs exactly one of `max` (inclusive) or `below` (exclusive)", f'write {{ min = "{example_min}", max = "{example_max}" }}')
+            raise self.fail(
+                key_path, "needs exactly one of `max` (inclusive) or `below` (exclusive)", f'write {{ min = "{example_min}", max = "{example_max}" }}'
+            )
         high = self.version(data["max"], _join(key_path, "max"), example_max) if "max" in data else None
         below = self.version(data["below"], _join(key_path, "below"), example_max) if "below" in data else None
         bound = high or below
@@ -209,9 +209,9 @@ def parse(text: str, file: str = "versions.toml") -> Config:
             "registry": "[registry] host and repository",
             "defaults": "[defaults] tensorflow, python, cuda",
             "jupyter": "[jupyter] packages",
-            "tensorflow": "[tensorflow.\"X.Y.Z\"] releases",
-            "python": "[python.\"X.Y\"] versions",
-            "cuda": "[cuda.\"X.Y\"] versions",
+            "tensorflow": '[tensorflow."X.Y.Z"] releases',
+            "python": '[python."X.Y"] versions',
+            "cuda": '[cuda."X.Y"] versions',
             "variants": "[variants.cpu] and [variants.gpu]",
             "matrix": "[matrix] axes, include and exclude",
         },
@@ -242,7 +242,10 @@ def parse(text: str, file: str = "versions.toml") -> Config:
     variants = _variants(r, top["variants"])
 
     defaults_data = r.table(
-        top["defaults"], "defaults", {"tensorflow": "default release", "python": "default Python", "cuda": "default CUDA for GPU"}, ("tensorflow", "python", "cuda")
+        top["defaults"],
+        "defaults",
+        {"tensorflow": "default release", "python": "default Python", "cuda": "default CUDA for GPU"},
+        ("tensorflow", "python", "cuda"),
     )
     defaults = Defaults(
         r.version(defaults_data["tensorflow"], "defaults.tensorflow", "2.21.0"),
@@ -251,7 +254,7 @@ def parse(text: str, file: str = "versions.toml") -> Config:
     )
     for key, value, known in (("tensorflow", defaults.tensorflow, releases), ("python", defaults.python, pythons), ("cuda", defaults.cuda, cudas)):
         if value not in known:
-            raise r.fail(f"defaults.{key}", f"{value} has no [{key}.\"{value}\"] entry", f"add that entry or pick one of: {_listed(known)}")
+            raise r.fail(f"defaults.{key}", f'{value} has no [{key}."{value}"] entry', f"add that entry or pick one of: {_listed(known)}")
 
     matrix = r.table(
         top["matrix"],
@@ -265,13 +268,21 @@ def parse(text: str, file: str = "versions.toml") -> Config:
     axis_variant = _variant_axis(r, matrix["variant"], variants)
     for i, version in enumerate(axis_tf):
         if version not in releases:
-            raise r.fail(f"matrix.tensorflow[{i}]", f"TensorFlow {version} has no [tensorflow.\"{version}\"] entry", f"add its release facts or use one of: {_listed(releases)}")
+            raise r.fail(
+                f"matrix.tensorflow[{i}]",
+                f'TensorFlow {version} has no [tensorflow."{version}"] entry',
+                f"add its release facts or use one of: {_listed(releases)}",
+            )
     for i, version in enumerate(axis_py):
         if version not in pythons:
-            raise r.fail(f"matrix.python[{i}]", f"Python {version} has no [python.\"{version}\"] entry", f"add its base image and offline recipe or use one of: {_listed(pythons)}")
+            raise r.fail(
+                f"matrix.python[{i}]",
+                f'Python {version} has no [python."{version}"] entry',
+                f"add its base image and offline recipe or use one of: {_listed(pythons)}",
+            )
     for i, version in enumerate(axis_cuda):
         if version not in cudas:
-            raise r.fail(f"matrix.cuda[{i}]", f"CUDA {version} has no [cuda.\"{version}\"] entry", f"add the CUDA wheels it pins or use one of: {_listed(cudas)}")
+            raise r.fail(f"matrix.cuda[{i}]", f'CUDA {version} has no [cuda."{version}"] entry', f"add the CUDA wheels it pins or use one of: {_listed(cudas)}")
     if any(variants[v].needs_cuda for v in axis_variant) and not axis_cuda:
         raise r.fail("matrix.cuda", "GPU cells need CUDA versions but the axis is empty", 'add cuda = ["12.5"] to [matrix]')
 
@@ -281,7 +292,7 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         for key, known in (("tensorflow", releases), ("python", pythons), ("cuda", cudas)):
             value = getattr(rule, key)
             if value is not None and value not in known:
-                raise r.fail(f"{rule.key_path}.{key}", f"{value} has no [{key}.\"{value}\"] entry", f"add that entry or use one of: {_listed(known)}")
+                raise r.fail(f"{rule.key_path}.{key}", f'{value} has no [{key}."{value}"] entry', f"add that entry or use one of: {_listed(known)}")
         if rule.tensorflow is None or rule.python is None or rule.variant is None:
             raise r.fail(rule.key_path, "an include names one whole cell", "give tensorflow, python and variant (and cuda for gpu)")
 
@@ -402,7 +413,9 @@ def _variants(r: _Reader, data: Any) -> dict[str, Variant]:
         if not isinstance(needs_cuda, bool):
             raise r.fail(f"{path}.needs_cuda", f"expected true or false, got {needs_cuda!r}", "write needs_cuda = true")
         if needs_cuda != (name == "gpu"):
-            raise r.fail(f"{path}.needs_cuda", f"the {name} variant {'must' if name == 'gpu' else 'cannot'} need CUDA", f"set needs_cuda = {str(name == 'gpu').lower()}")
+            raise r.fail(
+                f"{path}.needs_cuda", f"the {name} variant {'must' if name == 'gpu' else 'cannot'} need CUDA", f"set needs_cuda = {str(name == 'gpu').lower()}"
+            )
         variants[name] = Variant(name, package, needs_cuda)
     return variants
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -139,7 +140,7 @@ def layers(ref: str) -> list[Layer]:
     non_empty = [d for d in diff_ids if d != EMPTY_LAYER]
     if len(sizes) != len(non_empty):
         raise DockerException(["docker", "image", "history", ref], 1, None, b"history does not match the image's layers")
-    by_id = dict(zip(non_empty, sizes))
+    by_id = dict(zip(non_empty, sizes, strict=True))
     return [Layer(d, by_id.get(d, 0)) for d in diff_ids]
 
 
@@ -149,7 +150,11 @@ def tag(source: str, target: str) -> None:
 
 def remove_images(refs: Sequence[str]) -> None:
     for ref in refs:
-        try:
+        with contextlib.suppress(DockerException):
             docker.image.remove(ref, force=True)
-        except DockerException:
-            pass
+
+
+def prune_build_cache(keep_storage: str, builder: str | None = None) -> None:
+    """Shrink the BuildKit cache (least recently used first) to `keep_storage`, e.g. "16GB"."""
+    name = builder_name(builder)
+    run_docker(docker.docker_cmd + ["buildx", "prune", "--force", "--keep-storage", keep_storage, *(["--builder", name] if name else [])])

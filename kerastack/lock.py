@@ -255,7 +255,7 @@ def _check_cuda_pins(config: Config, cell: Cell, cuda_pins: Sequence[Pin]) -> No
     unpinned = [f"{p.name}=={p.version}" for p in cuda_pins if pinned.get(p.name) != p.version]
     if unpinned:
         raise PipelineError(
-            f"{cell.id}: these CUDA wheels are not the versions pinned by [cuda.\"{cell.cuda}\"] in versions.toml: {', '.join(unpinned)}; add them to its wheels"
+            f'{cell.id}: these CUDA wheels are not the versions pinned by [cuda."{cell.cuda}"] in versions.toml: {", ".join(unpinned)}; add them to its wheels'
         )
 
 

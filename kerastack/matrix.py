@@ -100,7 +100,9 @@ def _check_supported(config: Config, cell: Cell, origin: str) -> None:
         )
     if cell.cuda is not None:
         if cell.cuda not in config.cuda:
-            raise ConfigError(config.path, origin, f"cell {cell.id} names CUDA {cell.cuda}, which has no [cuda.\"{cell.cuda}\"] entry", "add its CUDA wheels to versions.toml")
+            raise ConfigError(
+                config.path, origin, f'cell {cell.id} names CUDA {cell.cuda}, which has no [cuda."{cell.cuda}"] entry', "add its CUDA wheels to versions.toml"
+            )
         if not release.cuda.contains(cell.cuda):
             raise ConfigError(
                 config.path,
@@ -125,7 +127,9 @@ def default_cell(config: Config, variant: str, all_cells: Iterable[Cell]) -> Cel
     d = config.defaults
     wanted = Cell(d.tensorflow, d.python, variant, d.cuda if config.variants.get(variant, None) and config.variants[variant].needs_cuda else None)
     if wanted not in set(all_cells):
-        raise ConfigError(config.path, "defaults", f"the default {variant} cell {wanted.id} is not in the matrix", "change [defaults] or add the cell to [matrix]")
+        raise ConfigError(
+            config.path, "defaults", f"the default {variant} cell {wanted.id} is not in the matrix", "change [defaults] or add the cell to [matrix]"
+        )
     return wanted
 
 

@@ -80,8 +80,9 @@ def plan_publish(
         else:
             ready.append(result)
 
-    steps = [PushStep(r.tags[0], r.tags[0], IMMUTABLE, r.cell) for r in ready]
-    steps += [PushStep(tag, r.tags[0], "cell", r.cell) for r in ready for tag in r.tags[1:]]
+    # Targets are named from the config, so --registry / KERASTACK_REGISTRY decide where images go.
+    steps = [PushStep(_retarget(r.tags[0], config.image), r.tags[0], IMMUTABLE, r.cell) for r in ready]
+    steps += [PushStep(_retarget(tag, config.image), r.tags[0], "cell", r.cell) for r in ready for tag in r.tags[1:]]
     moving_why = ""
     if not move_tags:
         moving_why = "not asked to move tags"
@@ -91,6 +92,10 @@ def plan_publish(
         owners = moving_tags(config, all_cells)
         steps += [PushStep(f"{config.image}:{tag}", r.tags[0], MOVING, r.cell) for r in ready for tag in owners.get(r.cell, ())]
     return PublishPlan(tuple(steps), tuple(held), moving_why)
+
+
+def _retarget(ref: str, image: str) -> str:
+    return f"{image}:{ref.rsplit(':', 1)[1]}"
 
 
 def plan_moving_from_reports(config: Config, all_cells: Sequence[Cell], selected: Sequence[Cell], reports: Sequence[dict]) -> PublishPlan:
@@ -104,9 +109,7 @@ def plan_moving_from_reports(config: Config, all_cells: Sequence[Cell], selected
     if held:
         return PublishPlan((), held, f"{len(held)} selected cell(s) not pushed, so no moving tag moves")
     owners = moving_tags(config, all_cells)
-    steps = tuple(
-        PushStep(f"{config.image}:{tag}", f"{config.image}@{pushed[c.id]['digest']}", MOVING, c.id) for c in selected for tag in owners.get(c.id, ())
-    )
+    steps = tuple(PushStep(f"{config.image}:{tag}", f"{config.image}@{pushed[c.id]['digest']}", MOVING, c.id) for c in selected for tag in owners.get(c.id, ()))
     return PublishPlan(steps, ())
 
 
@@ -194,9 +197,7 @@ def execute(
             log(f"would {'move' if step.kind == MOVING else 'push'} {step.ref}  ({step.kind})")
             continue
         if step.kind == MOVING and "@" in step.source:
-            with_retries(
-                lambda s=step: client.buildx.imagetools.create(sources=[s.source], tags=[s.ref]), f"moving {step.ref}", attempts, backoff, log
-            )
+            with_retries(lambda s=step: client.buildx.imagetools.create(sources=[s.source], tags=[s.ref]), f"moving {step.ref}", attempts, backoff, log)
             result.moved[step.ref] = step.source.split("@", 1)[1]
             log(f"moved {step.ref} -> {step.source}")
             continue

@@ -89,9 +89,8 @@ def to_markdown(report: BuildReport) -> str:
         naive = human(c.naive_size) + (f" ({100 * (1 - c.size / c.naive_size):.0f}% saved)" if c.naive_size else "")
         upgrade = f"{human(c.upgrade_download_bytes)} from {c.upgrade_from}" if c.upgrade_from else "–"
         tags = "<br>".join(f"`{t.rsplit(':', 1)[-1]}`" for t in c.tags + c.moving_tags)
-        lines.append(
-            f"| {c.cell} | built | {human(c.size)} | {naive} | {human(c.shared_bytes)} | {upgrade} | {c.seconds:.0f} | {c.cached_steps}/{c.total_steps} | {tags} |"
-        )
+        cells = (c.cell, "built", human(c.size), naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

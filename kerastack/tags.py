@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .config import Config
 from .matrix import Cell
@@ -43,7 +43,7 @@ class BuildStamp:
 
     @classmethod
     def at(cls, when: datetime, revision: str) -> BuildStamp:
-        return cls(when.astimezone(timezone.utc).strftime("%Y%m%d"), revision)
+        return cls(when.astimezone(UTC).strftime("%Y%m%d"), revision)
 
     @property
     def suffix(self) -> str:

@@ -65,6 +65,7 @@ def docker_engine():
 
 
 _built: dict[str, str] = {}
+_build_results: dict = {}  # cell id -> CellReport of the build this session made
 _immutable_refs: list[str] = []
 
 
@@ -99,6 +100,7 @@ def cell_image(request: pytest.FixtureRequest, cell_id: str, docker_engine, proj
             )
         )
         assert report.ok, f"building {cell_id} failed: {report.cells[0].error}"
+        _build_results[cell_id] = report.cells[0]
         _immutable_refs.extend(t for t in report.cells[0].tags if t != ref)
     _built[cell_id] = ref
     return ref
@@ -141,6 +143,24 @@ def cell(cell_id, all_cells):
     return found
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Unit tests first, then the smoke suite, then integration tests (publishing needs this run's smoke results)."""
+    rank = {"unit": 0, "smoke": 1, "integration": 2}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).parent.name, 1))
+
+
+def session_reports(directory: Path, cell_ids: list[str]) -> Path:
+    """This session's build and smoke reports for `cell_ids`, written where `publish --reports` reads them."""
+    from kerastack.report import BuildReport, write_build_report
+
+    missing = [c for c in cell_ids if c not in _build_results or c not in _results]
+    if missing:
+        pytest.fail(f"publishing needs this run's build and smoke results for {missing}: run the smoke suite in the same session (make test does)")
+    write_build_report(BuildReport("session", "session", cell_ids, [_build_results[c] for c in cell_ids]), directory)
+    _write_smoke_report_to(directory / "smoke-report.json")
+    return directory
+
+
 # ---------------------------------------------------------------- per-cell smoke results for publish
 _results: dict[str, dict] = {}
 
@@ -176,12 +196,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _immutable_refs:
         docker.image.remove(_immutable_refs, force=False, prune=True)
         docker.image.prune(filters=[("label", "io.kerastack.cell"), ("dangling", "true")])
+    if _built:
+        # GPU builds leave gigabytes of stage snapshots and pip caches; the disk is shared with later runs.
+        from kerastack.docker_client import prune_build_cache
+
+        prune_build_cache(os.environ.get("KERASTACK_TEST_BUILD_CACHE", "16GB"))
 
 
 def _write_smoke_report(session: pytest.Session) -> None:
     path = session.config.getoption("--smoke-report")
-    if not path:
-        return
+    if path:
+        _write_smoke_report_to(Path(path))
+
+
+def _write_smoke_report_to(path: Path) -> None:
     from python_on_whales import docker
 
     cells = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -75,9 +76,7 @@ def jupyter_container(
         options["user"] = "root"
         env |= {"KERAS_UID": str(uid), "KERAS_GID": str(uid)}
     volumes = [(str(src), "/src")] if src else []
-    container = docker.run(
-        image, detach=True, publish=[("127.0.0.1:%d" % port, container_port)], envs=env, volumes=volumes, labels={LABEL: "1"}, **options
-    )
+    container = docker.run(image, detach=True, publish=[(f"127.0.0.1:{port}", container_port)], envs=env, volumes=volumes, labels={LABEL: "1"}, **options)
     try:
         if wait:
             health = wait_healthy(container)
@@ -86,10 +85,8 @@ def jupyter_container(
                 raise AssertionError(f"container of {image} is {health}, not healthy:\n{logs}")
         yield Running(container, port, token, base_url)
     finally:
-        try:
+        with contextlib.suppress(DockerException):
             docker.container.remove(container, force=True, volumes=True)
-        except DockerException:
-            pass
 
 
 def host_user_dir(tmp_path: Path) -> tuple[Path, int]:

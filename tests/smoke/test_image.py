@@ -94,7 +94,7 @@ def test_empty_token_is_refused(cell_id, cell_image):
         assert docker.container.wait(container) != 0, cell_id
         assert "JUPYTER_TOKEN is empty" in docker.container.logs(container)
     finally:
-        docker.container.remove(container, force=True)
+        docker.container.remove(container, force=True, volumes=True)
 
 
 def test_notebook7_ui_is_served(cell_id, running):
@@ -133,7 +133,7 @@ def test_runs_as_root_refused(cell_id, cell_image):
         assert docker.container.wait(container) != 0, cell_id
         assert "refusing to run Jupyter as root" in docker.container.logs(container)
     finally:
-        docker.container.remove(container, force=True)
+        docker.container.remove(container, force=True, volumes=True)
 
 
 def test_no_build_leftovers_in_the_image(cell_id, cell_image):
@@ -151,7 +151,9 @@ def test_no_build_leftovers_in_the_image(cell_id, cell_image):
 
 def test_processes_inside_are_not_root(cell_id, running):
     """Apart from tini (PID 1, needed to drop privileges), nothing runs as root."""
-    out = running.exec(["sh", "-c", "for p in /proc/[0-9]*; do echo $(basename $p) $(awk '/^Uid:/ {print $2}' $p/status) $(tr '\\0' ' ' < $p/cmdline | cut -c1-60); done"])
+    out = running.exec(
+        ["sh", "-c", "for p in /proc/[0-9]*; do echo $(basename $p) $(awk '/^Uid:/ {print $2}' $p/status) $(tr '\\0' ' ' < $p/cmdline | cut -c1-60); done"]
+    )
     running.jupyter.execute("print('a kernel is running now')")
     jupyter = [line for line in out.splitlines() if "jupyter-lab" in line or "ipykernel" in line]
     assert jupyter, out

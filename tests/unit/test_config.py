@@ -170,7 +170,12 @@ def test_cuda_at_or_above_an_exclusive_bound_is_rejected(real_text):
         ('keras = "3.12.4"', 'keras = "1..2"', 'tensorflow."2.21.0".keras', "'1..2' is a malformed version"),
         ('cudnn = "9.10"', 'cudnn = "9.10-rc1"', 'cuda."12.9".cudnn', "malformed version"),
         ('min_driver = "555.42"', "min_driver = 555.42", 'cuda."12.5".min_driver', "expected a version string"),
-        ('cuda = { min = "12.5", below = "13" }\nkeras = "3.12.4"', 'cuda = { min = "12.5", below = "v13" }\nkeras = "3.12.4"', 'tensorflow."2.21.0".cuda.below', "malformed"),
+        (
+            'cuda = { min = "12.5", below = "13" }\nkeras = "3.12.4"',
+            'cuda = { min = "12.5", below = "v13" }\nkeras = "3.12.4"',
+            'tensorflow."2.21.0".cuda.below',
+            "malformed",
+        ),
         ('"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5.3.2.1"', 'cuda."12.5".wheels.nvidia-cublas-cu12', "malformed"),
     ],
     ids=["2.x", "three", "float-3.11", "1..2", "cudnn-rc", "driver-float", "range-v13", "five-components"],
@@ -307,7 +312,14 @@ def test_exclude_prefix_is_per_component(real_text):
 
 def test_exclude_of_cuda_matches_only_gpu_cells(real_text):
     ids = [cell.id for cell in load(real_text + '\n[[matrix.exclude]]\ncuda = "12.9"\n')]
-    assert ids == ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.13-cpu", "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.13-cpu", "tf2.21.0-py3.13-gpu-cuda12.5"]
+    assert ids == [
+        "tf2.20.0-py3.11-cpu",
+        "tf2.20.0-py3.13-cpu",
+        "tf2.21.0-py3.11-cpu",
+        "tf2.21.0-py3.11-gpu-cuda12.5",
+        "tf2.21.0-py3.13-cpu",
+        "tf2.21.0-py3.13-gpu-cuda12.5",
+    ]
 
 
 def test_empty_exclude(real_text):
@@ -413,7 +425,12 @@ def test_schema_must_be_the_integer_1(real_text, value):
 
 
 def test_defaults_must_name_entries(real_text):
-    expect_error(edit(real_text, 'cuda = "12.5"\n\n# Jupyter', 'cuda = "12.7"\n\n# Jupyter'), "defaults.cuda", problem='12.7 has no [cuda."12.7"] entry', fix="12.5, 12.9")
+    expect_error(
+        edit(real_text, 'cuda = "12.5"\n\n# Jupyter', 'cuda = "12.7"\n\n# Jupyter'),
+        "defaults.cuda",
+        problem='12.7 has no [cuda."12.7"] entry',
+        fix="12.5, 12.9",
+    )
 
 
 def test_variant_needs_cuda_must_match_its_name(real_text):
@@ -421,7 +438,9 @@ def test_variant_needs_cuda_must_match_its_name(real_text):
 
 
 def test_unknown_debian_suite(real_text):
-    expect_error(edit(real_text, 'offline = { debian = "trixie" }', 'offline = { debian = "jammy" }'), 'python."3.13".offline.debian', problem="'jammy'", fix="bookworm")
+    expect_error(
+        edit(real_text, 'offline = { debian = "trixie" }', 'offline = { debian = "jammy" }'), 'python."3.13".offline.debian', problem="'jammy'", fix="bookworm"
+    )
 
 
 def test_bad_jupyter_requirement(real_text):

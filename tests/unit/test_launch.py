@@ -60,11 +60,13 @@ def clean_env(**extra):
 
 
 def run_launch(*args, env=None, timeout=60, cwd=None):
-    return subprocess.run([sys.executable, str(LAUNCH), *args], capture_output=True, text=True,
-                          env=clean_env() if env is None else env, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, str(LAUNCH), *args], capture_output=True, text=True, env=clean_env() if env is None else env, timeout=timeout, cwd=cwd
+    )
 
 
 # ----------------------------------------------------------------------------- the file itself
+
 
 def test_launch_is_an_executable_python_script():
     assert os.access(LAUNCH, os.X_OK)
@@ -87,6 +89,7 @@ def test_launch_parses_as_python_3_8_and_imports_only_the_standard_library():
 
 
 # ----------------------------------------------------------------------------- options
+
 
 def test_defaults(launch, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -111,27 +114,56 @@ def test_generated_token_is_random_hex(launch, tmp_path):
 
 
 def test_everything_after_double_dash_goes_to_docker_run(launch, tmp_path):
-    o = launch.parse_args(["--dir", str(tmp_path), "--port", "9999", "--", "--memory", "8g", "--", "--cpus=2"],
-                          environ={}, token_factory=lambda: TOKEN)
+    o = launch.parse_args(["--dir", str(tmp_path), "--port", "9999", "--", "--memory", "8g", "--", "--cpus=2"], environ={}, token_factory=lambda: TOKEN)
     assert o.port == 9999
     assert o.extra == ["--memory", "8g", "--", "--cpus=2"]
 
 
 def test_all_options(launch, tmp_path):
-    o = launch.parse_args(["--gpu", "--repo", "reg.example:5000/me/keras", "--tag", "2.21.0-py3.11-gpu-cuda12.5",
-                           "--pull", "never", "--port", "9000", "--bind", "0.0.0.0", "--name", "nb",
-                           "--token", "abc", "--no-remap", "--timeout", "30", "--detach", "--dry-run",
-                           "--dir", str(tmp_path)], environ={})
+    o = launch.parse_args(
+        [
+            "--gpu",
+            "--repo",
+            "reg.example:5000/me/keras",
+            "--tag",
+            "2.21.0-py3.11-gpu-cuda12.5",
+            "--pull",
+            "never",
+            "--port",
+            "9000",
+            "--bind",
+            "0.0.0.0",
+            "--name",
+            "nb",
+            "--token",
+            "abc",
+            "--no-remap",
+            "--timeout",
+            "30",
+            "--detach",
+            "--dry-run",
+            "--dir",
+            str(tmp_path),
+        ],
+        environ={},
+    )
     assert o.gpu and o.no_remap and o.detach and o.dry_run
-    assert (o.repo, o.tag, o.pull, o.port, o.bind, o.name) == (
-        "reg.example:5000/me/keras", "2.21.0-py3.11-gpu-cuda12.5", "never", 9000, "0.0.0.0", "nb")
+    assert (o.repo, o.tag, o.pull, o.port, o.bind, o.name) == ("reg.example:5000/me/keras", "2.21.0-py3.11-gpu-cuda12.5", "never", 9000, "0.0.0.0", "nb")
     assert (o.token, o.token_source, o.timeout) == ("abc", "option", 30.0)
 
 
-@pytest.mark.parametrize("args", [
-    ["--port", "0"], ["--port", "70000"], ["--port", "http"], ["--pull", "sometimes"], ["--timeout", "0"],
-    ["--unknown"], ["--gp"],  # no abbreviations: a typo must not silently mean another option
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--port", "0"],
+        ["--port", "70000"],
+        ["--port", "http"],
+        ["--pull", "sometimes"],
+        ["--timeout", "0"],
+        ["--unknown"],
+        ["--gp"],  # no abbreviations: a typo must not silently mean another option
+    ],
+)
 def test_bad_options_exit_2(launch, tmp_path, args, capsys):
     with pytest.raises(SystemExit) as exc:
         launch.parse_args(args + ["--dir", str(tmp_path)], environ={})
@@ -149,18 +181,38 @@ def test_help_exits_0_and_mentions_gpu(launch, capsys):
 def test_help_as_a_command(tmp_path):
     r = run_launch("--help", cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
-    for text in ["--gpu", "--image", "--repo", "--tag", "--pull", "--port", "--bind", "--dir", "--name",
-                 "--token", "--no-remap", "--timeout", "--detach", "--dry-run",
-                 "scripts/launch --gpu", "scripts/launch --dir ~/notebooks --port 9999",
-                 "scripts/launch --tag 2.21.0-py3.11-cpu", "scripts/launch -- --memory 8g", "exit codes"]:
+    for text in [
+        "--gpu",
+        "--image",
+        "--repo",
+        "--tag",
+        "--pull",
+        "--port",
+        "--bind",
+        "--dir",
+        "--name",
+        "--token",
+        "--no-remap",
+        "--timeout",
+        "--detach",
+        "--dry-run",
+        "scripts/launch --gpu",
+        "scripts/launch --dir ~/notebooks --port 9999",
+        "scripts/launch --tag 2.21.0-py3.11-cpu",
+        "scripts/launch -- --memory 8g",
+        "exit codes",
+    ]:
         assert text in r.stdout, text
 
 
-@pytest.mark.parametrize("token_args, environ, where", [
-    (["--token", ""], {}, "--token"),
-    ([], {"JUPYTER_TOKEN": ""}, "JUPYTER_TOKEN"),
-    (["--token", ""], {"JUPYTER_TOKEN": "fine"}, "--token"),
-])
+@pytest.mark.parametrize(
+    "token_args, environ, where",
+    [
+        (["--token", ""], {}, "--token"),
+        ([], {"JUPYTER_TOKEN": ""}, "JUPYTER_TOKEN"),
+        (["--token", ""], {"JUPYTER_TOKEN": "fine"}, "--token"),
+    ],
+)
 def test_empty_token_is_rejected(launch, tmp_path, token_args, environ, where):
     with pytest.raises(launch.LaunchError) as exc:
         launch.parse_args(token_args + ["--dir", str(tmp_path)], environ=environ)
@@ -189,10 +241,17 @@ def test_dir_must_exist_and_becomes_absolute(launch, tmp_path, monkeypatch):
         launch.parse_args(["--dir", str(tmp_path / "file")], environ={})
 
 
-@pytest.mark.parametrize("bind, expected", [
-    ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1"), ("0.0.0.0", "0.0.0.0"), ("::1", "::1"),
-    ("[::1]", "::1"), ("192.168.1.20", "192.168.1.20"),
-])
+@pytest.mark.parametrize(
+    "bind, expected",
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("localhost", "127.0.0.1"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+        ("192.168.1.20", "192.168.1.20"),
+    ],
+)
 def test_bind_addresses(launch, tmp_path, bind, expected):
     assert launch.parse_args(["--bind", bind, "--dir", str(tmp_path)], environ={}).bind == expected
 
@@ -206,33 +265,45 @@ def test_bad_bind_address(launch, tmp_path, bind):
 
 # ----------------------------------------------------------------------------- image reference
 
+
 def _image(launch, tmp_path, args, environ=None):
     o = launch.parse_args(args + ["--dir", str(tmp_path)], environ=environ or {}, token_factory=lambda: TOKEN)
     return launch.resolve_image(o)
 
 
-@pytest.mark.parametrize("args, environ, expected", [
-    ([], {}, "ghcr.io/kerastack/keras-jupyter:latest"),
-    (["--gpu"], {}, "ghcr.io/kerastack/keras-jupyter:latest-gpu"),
-    (["--tag", "2.21.0-py3.11-cpu"], {}, "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-cpu"),
-    (["--gpu", "--tag", "2.21.0-py3.11-gpu-cuda12.5"], {}, "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5"),
-    (["--repo", "localhost:5000/kj"], {}, "localhost:5000/kj:latest"),
-    (["--repo", "me/kj", "--gpu"], {}, "me/kj:latest-gpu"),
-    ([], {"KERASTACK_IMAGE": "mirror.example/kj"}, "mirror.example/kj:latest"),
-    (["--repo", "mine/kj"], {"KERASTACK_IMAGE": "mirror.example/kj"}, "mine/kj:latest"),
-    (["--image", "example/img:1"], {}, "example/img:1"),
-    (["--image", "example/img:1", "--gpu"], {}, "example/img:1"),
-    (["--image", "example/img:1"], {"KERASTACK_IMAGE": "mirror.example/kj"}, "example/img:1"),
-    (["--image", "example/img@sha256:" + "a" * 64], {}, "example/img@sha256:" + "a" * 64),
-])
+@pytest.mark.parametrize(
+    "args, environ, expected",
+    [
+        ([], {}, "ghcr.io/kerastack/keras-jupyter:latest"),
+        (["--gpu"], {}, "ghcr.io/kerastack/keras-jupyter:latest-gpu"),
+        (["--tag", "2.21.0-py3.11-cpu"], {}, "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-cpu"),
+        (["--gpu", "--tag", "2.21.0-py3.11-gpu-cuda12.5"], {}, "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5"),
+        (["--repo", "localhost:5000/kj"], {}, "localhost:5000/kj:latest"),
+        (["--repo", "me/kj", "--gpu"], {}, "me/kj:latest-gpu"),
+        ([], {"KERASTACK_IMAGE": "mirror.example/kj"}, "mirror.example/kj:latest"),
+        (["--repo", "mine/kj"], {"KERASTACK_IMAGE": "mirror.example/kj"}, "mine/kj:latest"),
+        (["--image", "example/img:1"], {}, "example/img:1"),
+        (["--image", "example/img:1", "--gpu"], {}, "example/img:1"),
+        (["--image", "example/img:1"], {"KERASTACK_IMAGE": "mirror.example/kj"}, "example/img:1"),
+        (["--image", "example/img@sha256:" + "a" * 64], {}, "example/img@sha256:" + "a" * 64),
+    ],
+)
 def test_resolve_image(launch, tmp_path, args, environ, expected):
     assert _image(launch, tmp_path, args, environ) == expected
 
 
-@pytest.mark.parametrize("args", [
-    ["--image", "a/b:1", "--tag", "x"], ["--image", "a/b:1", "--repo", "c/d"], ["--repo", "a/b:1"],
-    ["--repo", "a/b@sha256:" + "0" * 64], ["--tag", "bad tag"], ["--tag=-x"], ["--image", " "],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--image", "a/b:1", "--tag", "x"],
+        ["--image", "a/b:1", "--repo", "c/d"],
+        ["--repo", "a/b:1"],
+        ["--repo", "a/b@sha256:" + "0" * 64],
+        ["--tag", "bad tag"],
+        ["--tag=-x"],
+        ["--image", " "],
+    ],
+)
 def test_contradictory_or_bad_references(launch, tmp_path, args):
     with pytest.raises(launch.LaunchError) as exc:
         _image(launch, tmp_path, args)
@@ -240,6 +311,7 @@ def test_contradictory_or_bad_references(launch, tmp_path, args):
 
 
 # ----------------------------------------------------------------------------- docker run arguments
+
 
 def _value_after(cmd, flag):
     return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == flag]
@@ -277,32 +349,38 @@ def test_run_command_remaps_a_normal_user(launch, opts):
 
 
 def test_extra_args_come_just_before_the_image(launch, tmp_path):
-    o = launch.parse_args(["--dir", str(tmp_path), "--gpu", "--", "--memory", "8g", "-e", "A=1"],
-                          environ={}, token_factory=lambda: TOKEN)
+    o = launch.parse_args(["--dir", str(tmp_path), "--gpu", "--", "--memory", "8g", "-e", "A=1"], environ={}, token_factory=lambda: TOKEN)
     cmd = launch.build_run_command(o, "img:gpu", 8888, remap=(1000, 1000), gpu_method=launch.GPU_RUNTIME)
     assert cmd[-5:] == ["--memory", "8g", "-e", "A=1", "img:gpu"]
     assert cmd.index("--gpus") < cmd.index("--memory") and cmd.index("--user") < cmd.index("--memory")
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("runtime", ["--gpus", "all"]), ("cdi", ["--device", "nvidia.com/gpu=all"]),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("runtime", ["--gpus", "all"]),
+        ("cdi", ["--device", "nvidia.com/gpu=all"]),
+    ],
+)
 def test_run_command_gpu_flags(launch, opts, method, expected):
     opts.gpu = True
     cmd = launch.build_run_command(opts, "img", 8888, remap=None, gpu_method=method)
     i = cmd.index(expected[0])
-    assert cmd[i:i + 2] == expected
+    assert cmd[i : i + 2] == expected
 
 
-@pytest.mark.parametrize("uid, gid, no_remap, rootless, remap, note", [
-    (1001, 1002, False, False, (1001, 1002), None),
-    (1000, 1000, False, False, (1000, 1000), None),
-    (0, 0, False, False, None, "UID 1000"),
-    (1001, 1002, True, False, None, None),
-    (0, 0, True, False, None, None),
-    (None, None, False, False, None, None),
-    (1001, 1002, False, True, None, "rootless"),
-])
+@pytest.mark.parametrize(
+    "uid, gid, no_remap, rootless, remap, note",
+    [
+        (1001, 1002, False, False, (1001, 1002), None),
+        (1000, 1000, False, False, (1000, 1000), None),
+        (0, 0, False, False, None, "UID 1000"),
+        (1001, 1002, True, False, None, None),
+        (0, 0, True, False, None, None),
+        (None, None, False, False, None, None),
+        (1001, 1002, False, True, None, "rootless"),
+    ],
+)
 def test_remap_decision(launch, uid, gid, no_remap, rootless, remap, note):
     got_remap, got_note = launch.remap_decision(uid, gid, no_remap, rootless)
     assert got_remap == remap
@@ -335,14 +413,18 @@ def test_mask(launch):
 
 # ----------------------------------------------------------------------------- GPU detection
 
-INFO_NO_GPU = {"ServerVersion": "20.10.24+dfsg1", "Runtimes": {"runc": {"path": "runc"},
-               "io.containerd.runc.v2": {"path": "runc"}}, "CDISpecDirs": None}
-INFO_RUNTIME = {"ServerVersion": "27.5.1", "Runtimes": {"runc": {"path": "runc"},
-                "nvidia": {"path": "nvidia-container-runtime"}}, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}
-INFO_CDI = {"ServerVersion": "28.3.2", "Runtimes": {"runc": {"path": "runc"}},
-            "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
-            "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"},
-                                  {"Source": "cdi", "ID": "nvidia.com/gpu=all"}]}
+INFO_NO_GPU = {"ServerVersion": "20.10.24+dfsg1", "Runtimes": {"runc": {"path": "runc"}, "io.containerd.runc.v2": {"path": "runc"}}, "CDISpecDirs": None}
+INFO_RUNTIME = {
+    "ServerVersion": "27.5.1",
+    "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
+    "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
+}
+INFO_CDI = {
+    "ServerVersion": "28.3.2",
+    "Runtimes": {"runc": {"path": "runc"}},
+    "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
+    "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}, {"Source": "cdi", "ID": "nvidia.com/gpu=all"}],
+}
 
 
 def test_gpu_runtime(launch):
@@ -358,8 +440,7 @@ def test_gpu_cdi_devices(launch):
 def test_gpu_neither(launch):
     assert launch.detect_gpu(INFO_NO_GPU) is None
     assert launch.detect_gpu({}) is None
-    other = dict(INFO_CDI, DiscoveredDevices=[{"Source": "cdi", "ID": "amd.com/gpu=0"},
-                                              {"Source": "other", "ID": "nvidia.com/gpu=0"}])
+    other = dict(INFO_CDI, DiscoveredDevices=[{"Source": "cdi", "ID": "amd.com/gpu=0"}, {"Source": "other", "ID": "nvidia.com/gpu=0"}])
     assert launch.detect_gpu(other) is None
     old = dict(INFO_CDI, ServerVersion="28.1.1")  # before 28.2 the field means nothing
     assert launch.detect_gpu(old) is None
@@ -390,9 +471,15 @@ def test_gpu_run_args(launch):
 
 def test_no_gpu_message_says_what_to_do(launch):
     msg = launch.no_gpu_message()
-    for text in ["NVIDIA runtime", "CDI", "NVIDIA driver", "NVIDIA Container Toolkit",
-                 "scripts/install-nvidia-container-toolkit.sh", "nvidia-ctk runtime configure --runtime=docker",
-                 "restart"]:
+    for text in [
+        "NVIDIA runtime",
+        "CDI",
+        "NVIDIA driver",
+        "NVIDIA Container Toolkit",
+        "scripts/install-nvidia-container-toolkit.sh",
+        "nvidia-ctk runtime configure --runtime=docker",
+        "restart",
+    ]:
         assert text in msg, text
 
 
@@ -414,12 +501,17 @@ def test_gpu_dry_run_uses_the_detected_form(launch, tmp_path, monkeypatch, capsy
     assert "--gpus" not in out and TOKEN not in out
 
 
-@pytest.mark.parametrize("label, gpu, host, expected", [
-    ("gpu", False, None, "TensorFlow will fall back to the CPU"),
-    ("gpu", False, "runtime", "--gpu"),
-    ("cpu", True, "runtime", "CPU image"),
-    ("cpu", False, None, None), ("gpu", True, "runtime", None), (None, False, None, None),
-])
+@pytest.mark.parametrize(
+    "label, gpu, host, expected",
+    [
+        ("gpu", False, None, "TensorFlow will fall back to the CPU"),
+        ("gpu", False, "runtime", "--gpu"),
+        ("cpu", True, "runtime", "CPU image"),
+        ("cpu", False, None, None),
+        ("gpu", True, "runtime", None),
+        (None, False, None, None),
+    ],
+)
 def test_variant_notice(launch, label, gpu, host, expected):
     notice = launch.variant_notice(label, gpu, host)
     if expected is None:
@@ -429,6 +521,7 @@ def test_variant_notice(launch, label, gpu, host, expected):
 
 
 # ----------------------------------------------------------------------------- ports and URL
+
 
 def test_default_port_when_free(launch):
     assert launch.choose_port(None, lambda p: True) == (8888, None)
@@ -471,14 +564,17 @@ def test_port_is_free_rejects_a_foreign_address(launch):
         launch.port_is_free("192.0.2.123", 8888)  # TEST-NET-1: never local
 
 
-@pytest.mark.parametrize("bind, expected", [
-    ("127.0.0.1", "http://localhost:8890/lab?token=abc"),
-    ("0.0.0.0", "http://localhost:8890/lab?token=abc"),
-    ("::", "http://localhost:8890/lab?token=abc"),
-    ("::1", "http://localhost:8890/lab?token=abc"),
-    ("192.168.1.20", "http://192.168.1.20:8890/lab?token=abc"),
-    ("fd00::5", "http://[fd00::5]:8890/lab?token=abc"),
-])
+@pytest.mark.parametrize(
+    "bind, expected",
+    [
+        ("127.0.0.1", "http://localhost:8890/lab?token=abc"),
+        ("0.0.0.0", "http://localhost:8890/lab?token=abc"),
+        ("::", "http://localhost:8890/lab?token=abc"),
+        ("::1", "http://localhost:8890/lab?token=abc"),
+        ("192.168.1.20", "http://192.168.1.20:8890/lab?token=abc"),
+        ("fd00::5", "http://[fd00::5]:8890/lab?token=abc"),
+    ],
+)
 def test_format_url(launch, bind, expected):
     url = launch.format_url(bind, 8890, "abc")
     assert url == expected
@@ -500,21 +596,26 @@ def test_probe_url(launch):
 
 # ----------------------------------------------------------------------------- container states
 
-@pytest.mark.parametrize("state, kind", [
-    ({"Status": "running", "Running": True, "Health": {"Status": "healthy"}}, "ready"),
-    ({"Status": "running", "Running": True, "Health": {"Status": "starting"}}, "starting"),
-    ({"Status": "running", "Running": True, "Health": {"Status": "unhealthy"}}, "unhealthy"),
-    ({"Status": "running", "Running": True}, "no-healthcheck"),
-    ({"Status": "created", "Running": False}, "starting"),
-    ({"Status": "exited", "Running": False, "ExitCode": 1, "Health": {"Status": "starting"}}, "exited"),
-    ({"Status": "removing", "Running": False}, "exited"),
-    (None, "exited"),
-])
+
+@pytest.mark.parametrize(
+    "state, kind",
+    [
+        ({"Status": "running", "Running": True, "Health": {"Status": "healthy"}}, "ready"),
+        ({"Status": "running", "Running": True, "Health": {"Status": "starting"}}, "starting"),
+        ({"Status": "running", "Running": True, "Health": {"Status": "unhealthy"}}, "unhealthy"),
+        ({"Status": "running", "Running": True}, "no-healthcheck"),
+        ({"Status": "created", "Running": False}, "starting"),
+        ({"Status": "exited", "Running": False, "ExitCode": 1, "Health": {"Status": "starting"}}, "exited"),
+        ({"Status": "removing", "Running": False}, "exited"),
+        (None, "exited"),
+    ],
+)
 def test_classify_state(launch, state, kind):
     assert launch.classify_state(state) == kind
 
 
 # ----------------------------------------------------------------------------- as a command
+
 
 def _run_line(stdout):
     lines = [l for l in stdout.splitlines() if "docker run" in l]
@@ -545,8 +646,23 @@ def test_dry_run_with_extra_args_env_token_and_fixed_port(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    r = run_launch("--dry-run", "--image", "example/img:1", "--dir", str(tmp_path), "--port", str(port),
-                   "--pull", "never", "--name", "nb1", "--", "--memory", "8g", env=env)
+    r = run_launch(
+        "--dry-run",
+        "--image",
+        "example/img:1",
+        "--dir",
+        str(tmp_path),
+        "--port",
+        str(port),
+        "--pull",
+        "never",
+        "--name",
+        "nb1",
+        "--",
+        "--memory",
+        "8g",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert TOKEN not in r.stdout + r.stderr
     assert "docker pull" not in r.stdout
@@ -556,8 +672,7 @@ def test_dry_run_with_extra_args_env_token_and_fixed_port(tmp_path):
 
 
 def test_dry_run_works_without_a_daemon(tmp_path):
-    r = run_launch("--dry-run", "--image", "example/img:1", "--dir", str(tmp_path),
-                   env=clean_env(DOCKER_HOST="unix:///nonexistent/docker.sock"))
+    r = run_launch("--dry-run", "--image", "example/img:1", "--dir", str(tmp_path), env=clean_env(DOCKER_HOST="unix:///nonexistent/docker.sock"))
     assert r.returncode == 0, r.stderr
     assert "not reachable" in r.stderr or "not found" in r.stderr
     assert "example/img:1" in _run_line(r.stdout)
@@ -566,8 +681,7 @@ def test_dry_run_works_without_a_daemon(tmp_path):
 def test_unreachable_daemon_is_one_clear_error(tmp_path):
     if shutil.which("docker") is None:
         pytest.skip("the docker CLI is not installed")
-    r = run_launch("--image", "example/img:1", "--dir", str(tmp_path),
-                   env=clean_env(DOCKER_HOST="unix:///nonexistent/docker.sock"))
+    r = run_launch("--image", "example/img:1", "--dir", str(tmp_path), env=clean_env(DOCKER_HOST="unix:///nonexistent/docker.sock"))
     assert r.returncode == 3
     assert "Docker daemon is not reachable" in r.stderr and "systemctl start docker" in r.stderr
     assert "Traceback" not in r.stderr
@@ -693,8 +807,7 @@ def fake_image(docker_info, tmp_path_factory):
         pytest.skip("no C compiler to build the fake Jupyter")
     work = tmp_path_factory.mktemp("fakejupyter")
     (work / "fake.c").write_text(FAKE_JUPYTER_C)
-    r = subprocess.run([cc, "-static", "-O2", "-o", str(work / "fakejupyter"), str(work / "fake.c")],
-                       capture_output=True, text=True)
+    r = subprocess.run([cc, "-static", "-O2", "-o", str(work / "fakejupyter"), str(work / "fake.c")], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip("cannot link a static binary for the fake Jupyter: %s" % r.stderr.strip()[-300:])
     (work / "Dockerfile").write_text(FAKE_DOCKERFILE)
@@ -736,8 +849,7 @@ def _gone(name, seconds=15):
 
 
 def _launch_args(image, name, port, tmp_path, *more):
-    return ["--image", image, "--name", name, "--port", str(port), "--dir", str(tmp_path),
-            "--token", TOKEN, "--timeout", "60", *more]
+    return ["--image", image, "--name", name, "--port", str(port), "--dir", str(tmp_path), "--token", TOKEN, "--timeout", "60", *more]
 
 
 def test_e2e_detach_pull_fallback_and_stop(fake_image, container, tmp_path, docker_info):
@@ -752,14 +864,11 @@ def test_e2e_detach_pull_fallback_and_stop(fake_image, container, tmp_path, dock
     launch = _load_launch()
     if launch.detect_gpu(docker_info) is None:
         assert "TensorFlow will fall back to the CPU" in r.stderr
-    state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container],
-                                      capture_output=True, text=True).stdout)
+    state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container], capture_output=True, text=True).stdout)
     assert state["Health"]["Status"] == "healthy"
-    mounts = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", container],
-                                       capture_output=True, text=True).stdout)
+    mounts = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", container], capture_output=True, text=True).stdout)
     assert [(m["Source"], m["Destination"]) for m in mounts] == [(str(tmp_path.resolve()), "/src")]
-    ports = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}",
-                                       container], capture_output=True, text=True).stdout)
+    ports = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}", container], capture_output=True, text=True).stdout)
     assert ports == {"8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
     subprocess.run(["docker", "stop", container], capture_output=True, timeout=60)
     assert _gone(container), "--rm should remove the container when it stops"
@@ -785,8 +894,7 @@ def test_e2e_missing_image_with_pull_never(docker_info, container, tmp_path):
 
 
 def test_e2e_container_that_dies_shows_its_log_masked(fake_image, container, tmp_path):
-    r = run_launch(*_launch_args(fake_image, container, _free_port(), tmp_path, "--pull", "never",
-                                 "--", "-e", "FAKE_MODE=fail"), timeout=120)
+    r = run_launch(*_launch_args(fake_image, container, _free_port(), tmp_path, "--pull", "never", "--", "-e", "FAKE_MODE=fail"), timeout=120)
     assert r.returncode == 1
     assert "Jupyter did not start" in r.stderr
     assert "failing on purpose" in r.stderr  # the container's own log lines
@@ -796,9 +904,28 @@ def test_e2e_container_that_dies_shows_its_log_masked(fake_image, container, tmp
 
 
 def test_e2e_timeout_removes_the_container(fake_image, container, tmp_path):
-    r = run_launch("--image", fake_image, "--name", container, "--port", str(_free_port()), "--dir", str(tmp_path),
-                   "--token", TOKEN, "--timeout", "3", "--pull", "never", "--", "-e", "FAKE_MODE=hang",
-                   "--health-retries", "1000", timeout=120)
+    r = run_launch(
+        "--image",
+        fake_image,
+        "--name",
+        container,
+        "--port",
+        str(_free_port()),
+        "--dir",
+        str(tmp_path),
+        "--token",
+        TOKEN,
+        "--timeout",
+        "3",
+        "--pull",
+        "never",
+        "--",
+        "-e",
+        "FAKE_MODE=hang",
+        "--health-retries",
+        "1000",
+        timeout=120,
+    )
     assert r.returncode == 1
     assert "not healthy after 3 s" in r.stderr
     assert TOKEN not in r.stdout + r.stderr
@@ -806,8 +933,7 @@ def test_e2e_timeout_removes_the_container(fake_image, container, tmp_path):
 
 
 def _start_foreground(args):
-    proc = subprocess.Popen([sys.executable, str(LAUNCH), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=clean_env())
+    proc = subprocess.Popen([sys.executable, str(LAUNCH), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
     try:
@@ -838,8 +964,7 @@ def test_e2e_foreground_stops_on_signal(fake_image, container, tmp_path, sig):
 
 def test_e2e_without_healthcheck_probes_the_api(fake_image, container, tmp_path):
     port = _free_port()
-    r = run_launch(*_launch_args(fake_image, container, port, tmp_path, "--pull", "never", "--detach",
-                                 "--", "--no-healthcheck"), timeout=120)
+    r = run_launch(*_launch_args(fake_image, container, port, tmp_path, "--pull", "never", "--detach", "--", "--no-healthcheck"), timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Jupyter is ready: http://localhost:%d/lab?token=%s" % (port, TOKEN)
     subprocess.run(["docker", "stop", container], capture_output=True, timeout=60)

@@ -74,7 +74,12 @@ def test_cells_are_sorted_and_stable(real_config, real_cells):
 def test_resolve_looks_up_the_facts(real_config, cells_by_id):
     r = matrix.resolve(real_config, cells_by_id["tf2.21.0-py3.13-gpu-cuda12.9"])
     assert r.id == "tf2.21.0-py3.13-gpu-cuda12.9"
-    assert (str(r.release.keras), r.python.debian_suite, r.variant.tensorflow_package, r.cuda.runtime_version) == ("3.12.4", "trixie", "tensorflow[and-cuda]", "12.9.79")
+    assert (str(r.release.keras), r.python.debian_suite, r.variant.tensorflow_package, r.cuda.runtime_version) == (
+        "3.12.4",
+        "trixie",
+        "tensorflow[and-cuda]",
+        "12.9.79",
+    )
     cpu = matrix.resolve(real_config, cells_by_id["tf2.20.0-py3.11-cpu"])
     assert cpu.cuda is None and str(cpu.release.keras) == "3.11.3" and cpu.variant.tensorflow_package == "tensorflow-cpu"
 

@@ -26,8 +26,7 @@ def test_there_are_scripts_to_check():
 def test_shellcheck(script):
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    r = subprocess.run(["shellcheck", "--severity=style", "--shell=bash", str(script)],
-                       capture_output=True, text=True, cwd=str(ROOT))
+    r = subprocess.run(["shellcheck", "--severity=style", "--shell=bash", str(script)], capture_output=True, text=True, cwd=str(ROOT))
     assert r.returncode == 0, "shellcheck %s:\n%s" % (script.name, r.stdout + r.stderr)
 
 
@@ -47,6 +46,7 @@ def test_executable_strict_bash(script):
 
 # ----------------------------------------------------------------------------- the NVIDIA toolkit script
 
+
 def _stub(folder: pathlib.Path, name: str, body: str) -> None:
     path = folder / name
     path.write_text("#!/bin/sh\n" + body + "\n")
@@ -59,7 +59,7 @@ def stubs(tmp_path):
     folder = tmp_path / "bin"
     folder.mkdir()
     for name in ("apt-get", "nvidia-ctk", "systemctl", "curl", "gpg"):
-        _stub(folder, name, "echo \"stub $0 must not run: $*\" >&2; exit 99")
+        _stub(folder, name, 'echo "stub $0 must not run: $*" >&2; exit 99')
     _stub(folder, "docker", 'if [ "$1" = info ]; then echo "{}"; exit 0; fi; echo "stub docker must not run: $*" >&2; exit 99')
     return folder
 

@@ -36,7 +36,9 @@ def sample_report() -> BuildReport:
         naive_seconds=300.0,
     )
     failed = CellReport.failed("tf2.21.0-py3.11-gpu-cuda12.5", "base image: pull access denied", seconds=4.26, log_file="logs/x.log")
-    return BuildReport(revision="a1b2c3d", created="2026-11-24T12:00:00Z", filter_cells=["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-gpu-cuda12.5"], cells=[built, failed])
+    return BuildReport(
+        revision="a1b2c3d", created="2026-11-24T12:00:00Z", filter_cells=["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-gpu-cuda12.5"], cells=[built, failed]
+    )
 
 
 def test_failed_cell_report():
@@ -98,7 +100,7 @@ def test_markdown_truncates_long_errors():
 
 
 def test_markdown_row_of_a_multiline_error_stays_one_row():
-    cell = CellReport.failed("c", "ERROR: failed to solve:\nprocess \"/bin/sh -c pip install | tee log\" did not complete")
+    cell = CellReport.failed("c", 'ERROR: failed to solve:\nprocess "/bin/sh -c pip install | tee log" did not complete')
     md = report.to_markdown(BuildReport("r", "t", [], [cell]))
     table = md.split("|---|---|---|---|---|---|---|---|---|\n", 1)[1].splitlines()
     assert len(table) == 1

@@ -147,7 +147,10 @@ def random_configs(draw):
     for py in py_s:
         lines.append(f'[python."{py}"]\nbase_image = "{BASE}"\noffline = {{ debian = "trixie" }}')
     for cuda in cuda_s:
-        lines.append(f'[cuda."{cuda}"]\ncudnn = "9.3"\nmin_driver = "555.42"\nwheels = {{ "nvidia-cuda-runtime-cu12" = "{cuda}.1", "nvidia-cublas-cu12" = "{cuda}.2.1" }}')
+        lines.append(
+            f'[cuda."{cuda}"]\ncudnn = "9.3"\nmin_driver = "555.42"\n'
+            f'wheels = {{ "nvidia-cuda-runtime-cu12" = "{cuda}.1", "nvidia-cublas-cu12" = "{cuda}.2.1" }}'
+        )
     lines.append('[variants.cpu]\ntensorflow_package = "tensorflow-cpu"\n[variants.gpu]\ntensorflow_package = "tensorflow[and-cuda]"\nneeds_cuda = true')
     lines.append(f"[matrix]\ntensorflow = {q(tf_s)}\npython = {q(py_s)}\nvariant = {q(variants)}\ncuda = {q(cuda_s)}")
     for tf, variant in excludes:

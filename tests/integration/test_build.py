@@ -1,0 +1,238 @@
+"""Building for real: the CA secret never lands in the image, the matrix builds, failures are contained,
+bad input stops before anything runs. Throwaway images use the repository `localhost/kerastack-test/*`
+and are removed afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from python_on_whales import docker
+from python_on_whales.utils import run as run_docker
+
+from kerastack import base_images, ca, config, matrix
+from kerastack.build import BuildOptions, build_matrix, current_stamp
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.docker
+DEFAULT_CPU = "tf2.21.0-py3.11-cpu"
+
+
+def kerastack(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kerastack", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def remove_repository(repository: str) -> None:
+    for image in docker.image.list(repository_or_tag=repository):
+        docker.image.remove([t for t in image.repo_tags if t.startswith(repository)] or [image.id], force=True)
+
+
+# ---------------------------------------------------------------- the CA bundle stays a secret
+
+
+@pytest.fixture
+def marker_bundle(tmp_path: Path) -> tuple[Path, list[bytes]]:
+    """The host's bundle plus a freshly made, unique certificate whose text we can search for."""
+    name = f"kerastack-ca-marker-{secrets.token_hex(8)}"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "k.pem"),
+            "-subj",
+            f"/CN={name}",
+            "-days",
+            "1",
+            "-out",
+            str(tmp_path / "m.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    marker_pem = (tmp_path / "m.pem").read_text()
+    host = ca.find_bundle()
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text((host.read_text() if host else "") + marker_pem)
+    body_lines = [line for line in marker_pem.splitlines() if line and not line.startswith("-----")]
+    return bundle, [name.encode(), body_lines[len(body_lines) // 2].encode()]
+
+
+def find_in_stream(stream, needles: list[bytes], chunk: int = 16 << 20) -> list[bytes]:
+    found, tail = set(), b""
+    keep = max(len(n) for n in needles)
+    while block := stream.read(chunk):
+        window = tail + block
+        found.update(n for n in needles if n in window)
+        tail = window[-keep:]
+    return sorted(found)
+
+
+def test_ca_bundle_never_lands_in_a_layer_the_config_or_the_history(marker_bundle, project_config, all_cells, tmp_path, docker_engine):
+    bundle, markers = marker_bundle
+    throwaway = config.with_registry(project_config, "localhost", "kerastack-test/ca-proof")
+    (cell,) = matrix.Filter.parse([f"id={DEFAULT_CPU}"]).select(all_cells)
+    stamp, created = current_stamp(ROOT)
+    try:
+        # No cache: every RUN that downloads really runs, with the marked bundle mounted.
+        report = build_matrix(
+            BuildOptions(ROOT, throwaway, tuple(all_cells), (cell,), stamp, created, ca_bundle=bundle, no_cache=True, report_dir=tmp_path / "r")
+        )
+        assert report.ok, report.cells[0].error
+        ref = report.cells[0].tags[0]
+        log = Path(report.cells[0].log_file).read_text()
+        assert "--mount=type=secret,id=ca" in (ROOT / "images/Dockerfile").read_text()
+        assert not [m for m in markers if m.decode() in log], "the CA appears in the build log"
+
+        inspect_text = run_docker(docker.docker_cmd + ["image", "inspect", ref])
+        history = run_docker(docker.docker_cmd + ["image", "history", "--no-trunc", ref])
+        for text in (inspect_text, history):
+            assert not [m for m in markers if m.decode() in text]
+            assert "BEGIN CERTIFICATE" not in text
+
+        archive = tmp_path / "image.tar"
+        docker.image.save(ref, output=archive)
+        leaks = {}
+        with tarfile.open(archive) as outer:
+            members = [m for m in outer.getmembers() if m.isfile()]
+            assert any(m.name.endswith(("layer.tar", ".tar")) or "blobs/" in m.name for m in members)
+            for member in members:
+                hits = find_in_stream(outer.extractfile(member), markers)
+                if hits:
+                    leaks[member.name] = hits
+        assert leaks == {}, f"the CA bundle leaked into {leaks}"
+    finally:
+        remove_repository("localhost/kerastack-test/ca-proof")
+
+
+# ---------------------------------------------------------------- the matrix builds
+
+
+def test_build_matrix_builds_both_python_versions_and_reports_them(tmp_path, docker_engine, project_config):
+    result = kerastack("build", "variant=cpu", "tf=2.21", "--report-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "build-report.json").read_text())
+    cells = {c["cell"]: c for c in report["cells"]}
+    try:
+        assert set(cells) == {"tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"}
+        for cell in cells.values():
+            assert cell["status"] == "built"
+            assert cell["size"] > 500_000_000 and cell["seconds"] > 0 and cell["image_id"].startswith("sha256:")
+            assert cell["tags"][0].rsplit(":", 1)[1].startswith(cell["cell"].removeprefix("tf") + "-")
+            assert docker.image.inspect(cell["tags"][1]).id == cell["image_id"]
+        assert cells["tf2.21.0-py3.11-cpu"]["image_id"] != cells["tf2.21.0-py3.13-cpu"]["image_id"]
+        markdown = (tmp_path / "build-report.md").read_text()
+        assert "tf2.21.0-py3.11-cpu" in markdown and "tf2.21.0-py3.13-cpu" in markdown and "GB" in markdown
+        python = docker.run(cells["tf2.21.0-py3.13-cpu"]["tags"][1], ["python", "--version"], remove=True, entrypoint="")
+        assert python.startswith("Python 3.13.")
+    finally:
+        docker.image.remove([c["tags"][0] for c in cells.values()], force=False)
+
+
+def test_naive_baseline_is_measured_and_larger(tmp_path, docker_engine):
+    result = kerastack("build", f"id={DEFAULT_CPU}", "--naive", "--report-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (cell,) = json.loads((tmp_path / "build-report.json").read_text())["cells"]
+    docker.image.remove(cell["tags"][0])
+    assert cell["naive_size"] and cell["naive_size"] > cell["size"], cell
+    assert "saved" in (tmp_path / "build-report.md").read_text()
+    assert not docker.image.list(repository_or_tag=f"kerastack-naive/{DEFAULT_CPU}"), "the naive image was not removed"
+
+
+def test_a_failing_cell_does_not_stop_the_others(tmp_path, docker_engine):
+    project = tmp_path / "project"
+    project.mkdir()
+    for item in ("versions.toml", "images", "locks", ".dockerignore"):
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, project / item)
+    broken = project / "locks/tf2.20.0-py3.11-cpu/jupyter.txt"
+    text = broken.read_text()
+    first_hash = text.split("--hash=sha256:", 1)[1][:64]
+    broken.write_text(text.replace(first_hash, "0" * 64, 1))
+    try:
+        result = kerastack(
+            "--project-dir", str(project), "--registry", "localhost", "--repository", "kerastack-test/failing",
+            "build", "python=3.11", "variant=cpu", "--report-dir", str(tmp_path / "r"),
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert "tf2.20.0-py3.11-cpu" in result.stderr and "failed" in result.stderr
+        assert "DO NOT MATCH THE HASHES" in result.stderr, "the failed cell's build log is not shown"
+        statuses = {c["cell"]: c["status"] for c in json.loads((tmp_path / "r/build-report.json").read_text())["cells"]}
+        assert statuses == {"tf2.20.0-py3.11-cpu": "failed", "tf2.21.0-py3.11-cpu": "built"}
+    finally:
+        remove_repository("localhost/kerastack-test/failing")
+
+
+# ---------------------------------------------------------------- bad input stops everything
+
+NO_DAEMON = {"DOCKER_HOST": "unix:///nonexistent/docker.sock", "KERASTACK_NO_INSTALL": "1"}
+
+
+@pytest.mark.parametrize(
+    "edit, key_path",
+    [
+        (lambda t: t.replace('keras = "3.12.4"', 'keras = "3.12.4"\nkeras_extra = "x"'), 'tensorflow."2.21.0".keras_extra'),
+        (lambda t: t.replace('python = ["3.11", "3.13"]', 'python = ["3.11", "3.8"]').replace('[python."3.13"]', '[python."3.8"]'), "matrix.python"),
+        (lambda t: t.replace('cuda = ["12.5", "12.9"]', 'cuda = ["12.5", "12.x"]'), "matrix.cuda[1]"),
+        (lambda t: t + '\n[[matrix.exclude]]\ntensorflow = "2.19.0"\n', "matrix.exclude[1]"),
+    ],
+    ids=["unknown-key", "python-out-of-range", "malformed-version", "exclude-matches-nothing"],
+)
+def test_bad_versions_file_fails_before_any_docker_call(tmp_path, edit, key_path):
+    bad = tmp_path / "versions.toml"
+    bad.write_text(edit((ROOT / "versions.toml").read_text()))
+    result = kerastack("--config", str(bad), "build", "--report-dir", str(tmp_path / "r"), env=NO_DAEMON)
+    assert result.returncode == 2, result.stderr
+    assert str(bad) in result.stderr and key_path in result.stderr and "fix:" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_filter_that_selects_nothing_fails_before_any_docker_call(tmp_path):
+    result = kerastack("build", "tf=2.19", "--report-dir", str(tmp_path / "r"), env=NO_DAEMON)
+    assert result.returncode == 2 and "selects no cell" in result.stderr and "tf2.21.0-py3.11-cpu" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_stale_lock_fails_the_build_of_that_cell_only_with_the_fix(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "locks", project / "locks")
+    (project / "versions.toml").write_text((ROOT / "versions.toml").read_text().replace('keras = "3.11.3"', 'keras = "3.11.2"'))
+    result = kerastack("--project-dir", str(project), "lock", "--check", env=NO_DAEMON)
+    assert result.returncode == 2
+    assert "tf2.20.0-py3.11-cpu: stale" in result.stdout + result.stderr and "nox -s lock" in result.stderr
+
+
+# ---------------------------------------------------------------- the engine check
+
+
+def test_engine_check_names_an_unreachable_daemon_and_the_fix():
+    result = kerastack("engine", "--check", env=NO_DAEMON)
+    assert result.returncode == 3
+    assert "daemon is not reachable" in result.stderr and "systemctl start docker" in result.stderr
+
+
+def test_engine_check_names_a_missing_cli(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "kerastack", "engine", "--check"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PATH": str(tmp_path)}
+    )
+    assert result.returncode == 3 and "docker CLI is not on PATH" in result.stderr
+
+
+def test_bootstrapped_base_is_tagged_deterministically_and_reused(project_config, docker_engine):
+    python = project_config.python[project_config.defaults.python]
+    first = base_images.resolve(python, offline=True)
+    again = base_images.resolve(python, offline=True)
+    assert first.ref == again.ref == f"kerastack-base/debian:{python.debian_suite}-minbase"
+    assert again.source == "local"
+    os_release = docker.run(again.ref, ["cat", "/etc/os-release"], remove=True)
+    assert f"VERSION_CODENAME={python.debian_suite}" in os_release

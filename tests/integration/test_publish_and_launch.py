@@ -1,0 +1,247 @@
+"""Publishing to a real registry (Debian's docker-registry on 127.0.0.1), and the launcher pulling from it.
+
+The cells published are the ones this session built and smoke-tested (the smoke suite runs first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from python_on_whales import docker
+
+from tests.conftest import ROOT, session_reports
+from tests.containers import free_port
+from tests.jupyter import JupyterServer
+from tests.registry import LocalRegistry
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry]
+CELLS = ["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"]
+REPOSITORY = "kerastack/keras-jupyter"
+
+
+def publish(registry: LocalRegistry, reports: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "kerastack", "--registry", registry.host, "publish", "--reports", str(reports), "--allow-dirty", *args]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+
+
+def run_to_end(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> Path:
+    """This session's build and smoke results of CELLS (the smoke suite ran before this module)."""
+    return session_reports(tmp_path_factory.mktemp("reports"), CELLS)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, reports):
+    """Publish two cells, stopping the registry in the middle; then restart it and publish again."""
+    store = tmp_path_factory.mktemp("registry")
+    registry = LocalRegistry(store, port=free_port()).start()
+    process = publish(registry, reports, "--retries", "1", "--backoff", "0.2")
+    first_lines = []
+    for line in process.stdout:
+        first_lines.append(line)
+        if line.startswith("pushed ") and "(immutable)" in line:
+            registry.stop()  # the registry goes away while the second cell is being pushed
+            break
+    rest, _ = process.communicate(timeout=600)
+    interrupted = (process.returncode, "".join(first_lines) + rest)
+    registry.start()  # same store, same port
+    tags_after_failure = registry.tags(REPOSITORY)
+    code, rerun_output = run_to_end(publish(registry, reports))
+    yield {"registry": registry, "interrupted": interrupted, "tags_after_failure": tags_after_failure, "rerun": (code, rerun_output), "reports": reports}
+    registry.stop()
+
+
+def test_a_publish_cut_short_moves_no_tag(published):
+    code, output = published["interrupted"]
+    assert code != 0, output
+    assert "pushed " in output and "failed after" in output, output
+    tags = published["tags_after_failure"]
+    assert not tags & {"latest", "2.21-cpu"}, f"moving tags moved on a partial publish: {tags}"
+    assert any(t.startswith("2.21.0-py3.11-cpu-") for t in tags) or any(t.startswith("2.21.0-py3.13-cpu-") for t in tags)
+
+
+def test_the_rerun_completes_the_publish(published):
+    code, output = published["rerun"]
+    assert code == 0, output
+    assert "already in the registry with this digest; skipping" in output
+    tags = published["registry"].tags(REPOSITORY)
+    built = json.loads((published["reports"] / "build-report.json").read_text())["cells"]
+    expected = {t.rsplit(":", 1)[1] for c in built for t in c["tags"]} | {"latest", "2.21-cpu"}
+    assert expected <= tags, expected - tags
+
+
+def test_immutable_tags_go_first_and_moving_tags_last(published):
+    _, output = published["rerun"]
+    kinds = re.findall(r"^(?:pushed|moved) \S+ ?\(?(immutable|cell)?", output, flags=re.M)
+    order = [k or "moving" for k in kinds]
+    assert order == sorted(order, key=["immutable", "cell", "moving"].index), order
+    assert order.count("moving") == 2
+
+
+def test_moving_tags_point_at_the_newest_default_cell_and_digests_are_recorded(published):
+    registry = published["registry"]
+    report = json.loads((published["reports"] / "publish-report.json").read_text())
+    default = report["cells"]["tf2.21.0-py3.11-cpu"]
+    assert default["pushed"] and default["digest"].startswith("sha256:")
+    assert registry.digest(REPOSITORY, "latest") == default["digest"]
+    assert registry.digest(REPOSITORY, "2.21-cpu") == default["digest"]
+    assert registry.digest(REPOSITORY, "2.21.0-py3.11-cpu") == default["digest"]
+    assert report["moved"][f"{registry.host}/{REPOSITORY}:latest"] == default["digest"]
+
+
+def test_an_existing_immutable_tag_is_never_overwritten(published, tmp_path):
+    registry = published["registry"]
+    reports = published["reports"]
+    built = json.loads((reports / "build-report.json").read_text())
+    immutable = built["cells"][1]["tags"][0].rsplit(":", 1)[1]
+    # Point the second cell's immutable tag at another image in the registry, then publish again.
+    docker.image.tag(built["cells"][0]["tags"][0], f"{registry.host}/{REPOSITORY}:{immutable}")
+    docker.image.push(f"{registry.host}/{REPOSITORY}:{immutable}", quiet=True)
+    before = registry.digest(REPOSITORY, "latest")
+    code, output = run_to_end(publish(registry, reports))
+    assert code != 0 and "immutable tags never move" in output, output
+    assert registry.digest(REPOSITORY, "latest") == before
+
+
+def test_pull_back_by_tag_and_by_digest(published):
+    """Remove the local image entirely, then pull it back from the registry."""
+    registry = published["registry"]
+    cell = json.loads((published["reports"] / "publish-report.json").read_text())["cells"]["tf2.21.0-py3.13-cpu"]
+    image_id = docker.image.inspect(cell["tags"][0]).id
+    local_tags = docker.image.inspect(image_id).repo_tags
+    docker.image.remove(image_id, force=True)
+    assert not docker.image.exists(image_id)
+    try:
+        by_tag = docker.image.pull(cell["tags"][1], quiet=True)
+        assert by_tag.id == image_id
+        docker.image.remove(cell["tags"][1], force=True)
+        by_digest = docker.image.pull(f"{registry.host}/{REPOSITORY}@{cell['digest']}", quiet=True)
+        assert by_digest.id == image_id
+    finally:
+        for tag in local_tags:  # restore the local cache the next run builds from
+            docker.image.tag(image_id, tag)
+
+
+def test_publish_with_basic_auth_keeps_the_password_out_of_logs_and_reports(reports, tmp_path):
+    password = "s3cret-" + os.urandom(6).hex()
+    registry = LocalRegistry(tmp_path, port=free_port(), user="ci", password=password).start()
+    try:
+        code, output = run_to_end(
+            publish(registry, reports, "id=tf2.21.0-py3.11-cpu", "--stage", "cells", env={"REGISTRY_USER": "ci", "REGISTRY_PASSWORD": "wrong"})
+        )
+        assert code != 0 and "login to" in output and "wrong" not in output
+        assert registry.tags(REPOSITORY) == set()
+
+        code, output = run_to_end(
+            publish(registry, reports, "id=tf2.21.0-py3.11-cpu", "--stage", "cells", env={"REGISTRY_USER": "ci", "REGISTRY_PASSWORD": password})
+        )
+        assert code == 0, output
+        assert "2.21.0-py3.11-cpu" in registry.tags(REPOSITORY)
+        assert not registry.tags(REPOSITORY) & {"latest", "2.21-cpu"}, "--stage cells must not move tags"
+        texts = [output, (reports / "publish-report.json").read_text()]
+        docker_config = Path.home() / ".docker" / "config.json"
+        if docker_config.exists():
+            texts.append(docker_config.read_text())
+        assert not [t for t in texts if password in t]
+        assert registry.host not in (docker_config.read_text() if docker_config.exists() else "")
+    finally:
+        registry.stop()
+
+
+# ---------------------------------------------------------------- the launcher pulls and runs
+
+LAUNCH = [sys.executable, str(ROOT / "scripts" / "launch")]
+READY = re.compile(r"Jupyter is ready: (http://localhost:(\d+)/lab\?token=(\w+))")
+
+
+def test_launcher_pulls_the_latest_tag_into_an_engine_without_it_and_serves_the_folder(published, tmp_path):
+    registry = published["registry"]
+    image = f"{registry.host}/{REPOSITORY}"
+    image_id = docker.image.inspect(f"{image}:latest").id
+    local_tags = docker.image.inspect(image_id).repo_tags
+    docker.image.remove(image_id, force=True)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "existing.txt").write_text("from the host")
+    name = f"kerastack-e2e-{os.getpid()}"
+    try:
+        result = subprocess.run([*LAUNCH, "--repo", image, "--dir", str(folder), "--name", name, "--detach"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        ready = READY.search(result.stdout + result.stderr)
+        assert ready, result.stdout + result.stderr
+        url, port, token = ready.groups()
+        assert docker.image.inspect(f"{image}:latest").id == image_id, "the launcher did not pull the published image"
+        assert "0.0.0.0" not in result.stdout
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+        jupyter = JupyterServer(f"http://127.0.0.1:{port}", token)
+        status, contents = jupyter.request("GET", "/api/contents")
+        assert status == 200 and "existing.txt" in {item["name"] for item in contents["content"]}
+        assert jupyter.request("GET", "/api/contents", token=None)[0] == 403
+        ports = docker.container.inspect(name).host_config.port_bindings
+        assert all(binding.host_ip == "127.0.0.1" for bindings in ports.values() for binding in bindings)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        for tag in local_tags:
+            if docker.image.exists(image_id):
+                docker.image.tag(image_id, tag)
+
+
+def test_launcher_stops_and_removes_the_container_on_ctrl_c(published, tmp_path):
+    image = f"{published['registry'].host}/{REPOSITORY}:latest"
+    name = f"kerastack-ctrlc-{os.getpid()}"
+    process = subprocess.Popen(
+        [*LAUNCH, "--image", image, "--pull", "missing", "--dir", str(tmp_path), "--name", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if READY.search(line) or time.monotonic() > deadline:
+                break
+        assert READY.search("".join(seen)), "".join(seen)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert not docker.container.exists(name)
+    finally:
+        process.kill()
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_make_run_serves_this_folder_and_stops_on_ctrl_c(tmp_path, docker_engine):
+    """The README's main command, as a user runs it."""
+    (tmp_path / "mine.ipynb").write_text("{}")
+    process = subprocess.Popen(
+        ["make", "-s", "run", f"DIR={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if READY.search(line):
+                break
+        ready = READY.search("".join(seen))
+        assert ready, "".join(seen)
+        _, port, token = ready.groups()
+        status, contents = JupyterServer(f"http://127.0.0.1:{port}", token).request("GET", "/api/contents")
+        assert status == 200 and "mine.ipynb" in {item["name"] for item in contents["content"]}
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0, "".join(seen)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
