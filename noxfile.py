@@ -93,6 +93,7 @@ def publish(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """What `make test` runs: lint, unit tests, lock check, then integration tests on the real engine."""
     _install(session, "test", "lint", "lock")
+    session.run("ruff", "check", ".")
     session.run("python", "-m", "kerastack", "engine")
     session.run("python", "-m", "kerastack", "lock", "--check")
     session.run("pytest", *(session.posargs or ["tests"]))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import base_images, ca, docker_client, layers, lock
@@ -51,7 +52,11 @@ def current_stamp(root: Path, now: datetime | None = None) -> tuple[BuildStamp, 
     revision = git("rev-parse", "--short=7", "HEAD") or "unknown"
     if revision != "unknown" and git("status", "--porcelain", "--untracked-files=no"):
         revision += "-dirty"
-    return BuildStamp.at(now, revision), now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # `created` is the commit time (the SOURCE_DATE_EPOCH convention): rebuilding the same inputs
+    # then gives the same image id, so a cached rebuild is recognisably the image that was tested.
+    committed = git("log", "-1", "--format=%ct")
+    created = datetime.fromtimestamp(int(committed), timezone.utc) if committed else now
+    return BuildStamp.at(now, revision), created.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_matrix(options: BuildOptions, console: Console | None = None) -> BuildReport:
@@ -71,7 +76,7 @@ def build_matrix(options: BuildOptions, console: Console | None = None) -> Build
             status = statuses[cell.id]
             if status.state != "ok":
                 results.append(CellReport.failed(cell.id, f"lock {status.state}: {status.detail}; run `nox -s lock -- id={cell.id}`"))
-                console.print(f"[red]✗ {cell.id}[/]: lock {status.state}: {status.detail}")
+                console.print(f"[red]✗ {cell.id}[/]: lock {status.state}: {escape(status.detail)}")
                 progress.advance(task)
                 continue
             python = options.config.python[cell.python]
@@ -81,7 +86,7 @@ def build_matrix(options: BuildOptions, console: Console | None = None) -> Build
                     bases[str(cell.python)] = base_images.resolve(python)
             except Exception as exc:  # a base that cannot be had fails this cell, not the run
                 results.append(CellReport.failed(cell.id, f"base image: {exc}"))
-                console.print(f"[red]✗ {cell.id}[/]: base image: {exc}")
+                console.print(f"[red]✗ {cell.id}[/]: base image: {escape(str(exc))}")
                 progress.advance(task)
                 continue
             base = bases[str(cell.python)]
@@ -96,12 +101,12 @@ def build_matrix(options: BuildOptions, console: Console | None = None) -> Build
                 cache_to=options.cache_to,
                 no_cache=options.no_cache,
                 extra_tags=options.extra_tags.get(cell.id, ()),
-                on_step=lambda step, c=cell: progress.update(task, description=f"{c.id}: {step}"),
+                on_step=lambda step, c=cell: progress.update(task, description=escape(f"{c.id}: {step}")),
             )
             log_file = log_dir / f"{cell.id}.log"
             log_file.write_text("\n".join(outcome.log) + "\n")
             if not outcome.ok:
-                console.print(f"[red]✗ {cell.id}[/] failed after {outcome.seconds:.0f} s: {outcome.error}")
+                console.print(f"[red]✗ {cell.id}[/] failed after {outcome.seconds:.0f} s: {escape(outcome.error)}")
                 console.print("\n".join(outcome.log[-40:]), markup=False, highlight=False)
                 results.append(CellReport.failed(cell.id, outcome.error, seconds=outcome.seconds, log_file=str(log_file)))
             else:

@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from python_on_whales import DockerException
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import config as config_module
@@ -19,7 +21,7 @@ from .plan import plan_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # log lines stay whole for CI logs and greps
 
 
 def _load(args: argparse.Namespace) -> tuple[config_module.Config, list[matrix.Cell], list[matrix.Cell]]:
@@ -80,7 +82,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         statuses = lock.status(args.project_dir, config, all_cells if not args.filter else selected)
         bad = [s for s in statuses if s.state != "ok"]
         for s in statuses:
-            (err if s.state != "ok" else out).print(f"{'✓' if s.state == 'ok' else '✗'} {s.cell_id}: {s.state} {s.detail}")
+            (err if s.state != "ok" else out).print(f"{'✓' if s.state == 'ok' else '✗'} {s.cell_id}: {s.state} {s.detail}", markup=False)
         if bad:
             raise PipelineError(f"{len(bad)} lock(s) out of date with versions.toml: run `nox -s lock` and commit locks/")
         return 0
@@ -133,7 +135,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         err,
     )
     failed = [c.cell for c in report.cells if c.status != "built"]
-    out.print(f"report: {Path(args.report_dir) / 'build-report.md'}")
+    err.print(f"report: {Path(args.report_dir) / 'build-report.md'}")
     if failed:
         err.print(f"[red]{len(failed)} of {len(report.cells)} cells failed:[/] {', '.join(failed)}")
         return 1
@@ -207,7 +209,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         engine.ensure()
     with publish.registry_client(config.registry) as client:
         result = publish.execute(
-            plan, client, dry_run=args.dry_run, attempts=args.retries + 1, backoff=args.backoff, log=lambda m: err.print(m, highlight=False)
+            plan, client, dry_run=args.dry_run, attempts=args.retries + 1, backoff=args.backoff, log=lambda m: err.print(m, highlight=False, markup=False)
         )
     if not args.dry_run:
         name = publish.PUBLISH_REPORT if args.stage != "moving" else "moving-report.json"
@@ -318,8 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except PipelineError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return exc.exit_code
+    except DockerException as exc:
+        detail = (exc.stderr or str(exc)).strip().splitlines()[-1:] or ["unknown error"]
+        err.print(f"[bold red]error:[/] docker failed: {escape(detail[0])}", highlight=False)
+        return 1
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

@@ -151,7 +151,7 @@ def tag(source: str, target: str) -> None:
 def remove_images(refs: Sequence[str]) -> None:
     for ref in refs:
         with contextlib.suppress(DockerException):
-            docker.image.remove(ref, force=True)
+            docker.image.remove(ref, force=False)
 
 
 def prune_build_cache(keep_storage: str, builder: str | None = None) -> None:

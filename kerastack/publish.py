@@ -141,7 +141,8 @@ def registry_client(registry: str, environ: dict[str, str] | None = None) -> Ite
     with tempfile.TemporaryDirectory(prefix="kerastack-docker-config-") as config_dir:
         client = DockerClient(config=config_dir)
         try:
-            client.login(server=registry, username=user, password=password)
+            # Through stdin, never the command line; captured, so docker's notes stay out of the log.
+            run_docker(client.docker_cmd + ["login", registry, "--username", user, "--password-stdin"], input=password.encode())
         except DockerException as exc:
             raise PipelineError(f"login to {registry} as {user} failed: {_redact(str(exc.stderr or exc), password)}") from None
         yield client
@@ -220,6 +221,8 @@ def execute(
 
 def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: float, log: Callable[[str], None]) -> str:
     repository = step.ref.rsplit(":", 1)[0]
+    if not client.image.exists(step.source):
+        raise PipelineError(f"{step.cell}: the built image {step.source} is no longer in the engine: rebuild and smoke-test it again")
     local_id = client.image.inspect(step.source).id
     if step.kind == IMMUTABLE:
         existing = remote_digest(client, step.ref)

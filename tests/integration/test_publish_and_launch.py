@@ -109,19 +109,24 @@ def test_an_existing_immutable_tag_is_never_overwritten(published, tmp_path):
     built = json.loads((reports / "build-report.json").read_text())
     immutable = built["cells"][1]["tags"][0].rsplit(":", 1)[1]
     # Point the second cell's immutable tag at another image in the registry, then publish again.
-    docker.image.tag(built["cells"][0]["tags"][0], f"{registry.host}/{REPOSITORY}:{immutable}")
-    docker.image.push(f"{registry.host}/{REPOSITORY}:{immutable}", quiet=True)
-    before = registry.digest(REPOSITORY, "latest")
-    code, output = run_to_end(publish(registry, reports))
-    assert code != 0 and "immutable tags never move" in output, output
-    assert registry.digest(REPOSITORY, "latest") == before
+    target = f"{registry.host}/{REPOSITORY}:{immutable}"
+    docker.image.tag(built["cells"][0]["tags"][0], target)
+    try:
+        docker.image.push(target, quiet=True)
+        before = registry.digest(REPOSITORY, "latest")
+        code, output = run_to_end(publish(registry, reports))
+        assert code != 0 and "immutable tags never move" in output, output
+        assert registry.digest(REPOSITORY, "latest") == before
+    finally:
+        docker.image.tag(built["cells"][1]["tags"][0], target)  # the local tag back on its own image
 
 
 def test_pull_back_by_tag_and_by_digest(published):
     """Remove the local image entirely, then pull it back from the registry."""
     registry = published["registry"]
     cell = json.loads((published["reports"] / "publish-report.json").read_text())["cells"]["tf2.21.0-py3.13-cpu"]
-    image_id = docker.image.inspect(cell["tags"][0]).id
+    built = {c["cell"]: c for c in json.loads((published["reports"] / "build-report.json").read_text())["cells"]}
+    image_id = built["tf2.21.0-py3.13-cpu"]["image_id"]
     local_tags = docker.image.inspect(image_id).repo_tags
     docker.image.remove(image_id, force=True)
     assert not docker.image.exists(image_id)

@@ -88,13 +88,17 @@ def test_jupyter_refuses_requests_without_the_token(cell_id, running):
     assert running.jupyter.request("GET", "/api/contents", token=None)[0] == 403, cell_id
 
 
-def test_empty_token_is_refused(cell_id, cell_image):
-    container = docker.run(cell_image, detach=True, envs={"JUPYTER_TOKEN": ""})
+def refuses_to_start(image: str, message: str, **run_options) -> bool:
+    """The container exits non-zero and says why, instead of serving Jupyter unsafely."""
+    container = docker.run(image, detach=True, **run_options)
     try:
-        assert docker.container.wait(container) != 0, cell_id
-        assert "JUPYTER_TOKEN is empty" in docker.container.logs(container)
+        return docker.container.wait(container) != 0 and message in docker.container.logs(container)
     finally:
         docker.container.remove(container, force=True, volumes=True)
+
+
+def test_empty_token_is_refused(cell_id, cell_image):
+    assert refuses_to_start(cell_image, "JUPYTER_TOKEN is empty", envs={"JUPYTER_TOKEN": ""}), cell_id
 
 
 def test_notebook7_ui_is_served(cell_id, running):
@@ -128,12 +132,7 @@ def test_healthcheck_reports_unhealthy_when_jupyter_stops_answering(cell_id, cel
 
 
 def test_runs_as_root_refused(cell_id, cell_image):
-    container = docker.run(cell_image, detach=True, user="root", envs={"KERAS_UID": "0", "JUPYTER_TOKEN": "x" * 16})
-    try:
-        assert docker.container.wait(container) != 0, cell_id
-        assert "refusing to run Jupyter as root" in docker.container.logs(container)
-    finally:
-        docker.container.remove(container, force=True, volumes=True)
+    assert refuses_to_start(cell_image, "refusing to run Jupyter as root", user="root", envs={"KERAS_UID": "0", "JUPYTER_TOKEN": "x" * 16}), cell_id
 
 
 def test_no_build_leftovers_in_the_image(cell_id, cell_image):

@@ -390,6 +390,14 @@ def test_remap_decision(launch, uid, gid, no_remap, rootless, remap, note):
         assert note in got_note
 
 
+def test_as_root_jupyter_takes_the_folder_owners_ids(launch):
+    remap, note = launch.remap_decision(0, 0, no_remap=False, folder_owner=(4321, 4322))
+    assert remap == (4321, 4322) and "UID 4321" in note
+    remap, note = launch.remap_decision(0, 0, no_remap=False, folder_owner=(0, 0))
+    assert remap is None and "UID 1000" in note
+    assert launch.remap_decision(1001, 1002, no_remap=False, folder_owner=(4321, 4322))[0] == (1001, 1002)
+
+
 def test_root_is_never_remapped_so_jupyter_never_runs_as_root(launch, opts):
     remap, note = launch.remap_decision(0, 0, no_remap=False)
     cmd = launch.build_run_command(opts, "img", 8888, remap=remap, gpu_method=None)
