@@ -55,7 +55,7 @@ def current_stamp(root: Path, now: datetime | None = None) -> tuple[BuildStamp, 
     # `created` is the commit time (the SOURCE_DATE_EPOCH convention): rebuilding the same inputs
     # then gives the same image id, so a cached rebuild is recognisably the image that was tested.
     committed = git("log", "-1", "--format=%ct")
-    created = datetime.fromtimestamp(int(committed), timezone.utc) if committed else now
+    created = datetime.fromtimestamp(int(committed), UTC) if committed else now
     return BuildStamp.at(now, revision), created.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
