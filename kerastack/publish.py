@@ -36,6 +36,7 @@ class PushStep:
     source: str  # the local image (immutable ref) or, for a remote retag, REPOSITORY@DIGEST
     kind: str  # immutable | cell | moving
     cell: str
+    image_id: str = ""  # the image that was built and smoke-tested; the source must still be it
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def plan_publish(
             ready.append(result)
 
     # Targets are named from the config, so --registry / KERASTACK_REGISTRY decide where images go.
-    steps = [PushStep(_retarget(r.tags[0], config.image), r.tags[0], IMMUTABLE, r.cell) for r in ready]
-    steps += [PushStep(_retarget(tag, config.image), r.tags[0], "cell", r.cell) for r in ready for tag in r.tags[1:]]
+    steps = [PushStep(_retarget(r.tags[0], config.image), r.tags[0], IMMUTABLE, r.cell, r.image_id) for r in ready]
+    steps += [PushStep(_retarget(tag, config.image), r.tags[0], "cell", r.cell, r.image_id) for r in ready for tag in r.tags[1:]]
     moving_why = ""
     if not move_tags:
         moving_why = "not asked to move tags"
@@ -90,7 +91,7 @@ def plan_publish(
         moving_why = f"{len(held)} selected cell(s) not ready, so no moving tag moves"
     else:
         owners = moving_tags(config, all_cells)
-        steps += [PushStep(f"{config.image}:{tag}", r.tags[0], MOVING, r.cell) for r in ready for tag in owners.get(r.cell, ())]
+        steps += [PushStep(f"{config.image}:{tag}", r.tags[0], MOVING, r.cell, r.image_id) for r in ready for tag in owners.get(r.cell, ())]
     return PublishPlan(tuple(steps), tuple(held), moving_why)
 
 
@@ -224,6 +225,8 @@ def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: floa
     if not client.image.exists(step.source):
         raise PipelineError(f"{step.cell}: the built image {step.source} is no longer in the engine: rebuild and smoke-test it again")
     local_id = client.image.inspect(step.source).id
+    if step.image_id and local_id != step.image_id:
+        raise PipelineError(f"{step.cell}: {step.source} is no longer the image that was built and smoke-tested (rebuilt since?): run smoke again")
     if step.kind == IMMUTABLE:
         existing = remote_digest(client, step.ref)
         if existing is not None:

@@ -66,6 +66,7 @@ def docker_engine():
 
 _built: dict[str, str] = {}
 _build_results: dict = {}  # cell id -> CellReport of the build this session made
+_tested_ids: dict[str, str] = {}  # cell id -> the image id the smoke tests ran against
 _immutable_refs: list[str] = []
 
 
@@ -103,6 +104,7 @@ def cell_image(request: pytest.FixtureRequest, cell_id: str, docker_engine, proj
         _build_results[cell_id] = report.cells[0]
         _immutable_refs.extend(t for t in report.cells[0].tags if t != ref)
     _built[cell_id] = ref
+    _tested_ids[cell_id] = docker.image.inspect(ref).id
     return ref
 
 
@@ -212,12 +214,10 @@ def _write_smoke_report(session: pytest.Session) -> None:
 
 
 def _write_smoke_report_to(path: Path) -> None:
-    from python_on_whales import docker
-
     cells = {}
     for cell_id, entry in _results.items():
         ref = _built.get(cell_id)
-        image_id = docker.image.inspect(ref).id if ref and docker.image.exists(ref) else ""
+        image_id = _tested_ids.get(cell_id, "")
         cells[cell_id] = {**entry, "image": ref or "", "image_id": image_id, "ok": not entry["failed"] and entry["passed"] > 0}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({"cells": cells}, indent=2) + "\n")

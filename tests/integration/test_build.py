@@ -18,8 +18,9 @@ import pytest
 from python_on_whales import docker
 from python_on_whales.utils import run as run_docker
 
-from kerastack import base_images, ca, config, matrix
-from kerastack.build import BuildOptions, build_matrix, current_stamp
+from kerastack import base_images, ca, config, docker_client, matrix
+from kerastack.build import current_stamp
+from kerastack.plan import plan_cell
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.docker
@@ -82,17 +83,25 @@ def find_in_stream(stream, needles: list[bytes], chunk: int = 16 << 20) -> list[
 
 def test_ca_bundle_never_lands_in_a_layer_the_config_or_the_history(marker_bundle, project_config, all_cells, tmp_path, docker_engine):
     bundle, markers = marker_bundle
+    token = secrets.token_hex(6)
     throwaway = config.with_registry(project_config, "localhost", "kerastack-test/ca-proof")
     (cell,) = matrix.Filter.parse([f"id={DEFAULT_CPU}"]).select(all_cells)
+    # A base that differs only by a label has its own cache keys: every step below really runs with
+    # the marked bundle mounted, and nothing it leaves in the build cache is reused by normal builds.
+    base = base_images.resolve(project_config.python[cell.python])
+    context = tmp_path / "base"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {base.ref}\nLABEL io.kerastack.test.ca-proof={token}\n")
+    proof_base = f"localhost/kerastack-test/ca-proof-base:{token}"
+    docker.buildx.build(context, tags=[proof_base], load=True)
     stamp, created = current_stamp(ROOT)
+    plan = plan_cell(throwaway, all_cells, cell, stamp, proof_base, created)
     try:
-        # No cache: every RUN that downloads really runs, with the marked bundle mounted.
-        report = build_matrix(
-            BuildOptions(ROOT, throwaway, tuple(all_cells), (cell,), stamp, created, ca_bundle=bundle, no_cache=True, report_dir=tmp_path / "r")
-        )
-        assert report.ok, report.cells[0].error
-        ref = report.cells[0].tags[0]
-        log = Path(report.cells[0].log_file).read_text()
+        outcome = docker_client.build(plan, ROOT, secrets=ca.secret_spec(bundle))
+        assert outcome.ok, outcome.error
+        ref = plan.immutable_ref
+        log = "\n".join(outcome.log)
+        assert log.count("Successfully installed") >= 2, "pip did not run, so the bundle was never mounted"
         assert "--mount=type=secret,id=ca" in (ROOT / "images/Dockerfile").read_text()
         assert not [m for m in markers if m.decode() in log], "the CA appears in the build log"
 
@@ -115,6 +124,7 @@ def test_ca_bundle_never_lands_in_a_layer_the_config_or_the_history(marker_bundl
         assert leaks == {}, f"the CA bundle leaked into {leaks}"
     finally:
         remove_repository("localhost/kerastack-test/ca-proof")
+        remove_repository("localhost/kerastack-test/ca-proof-base")
 
 
 # ---------------------------------------------------------------- the matrix builds
