@@ -19,7 +19,7 @@ import pytest
 from python_on_whales import docker
 
 from tests.conftest import ROOT, session_reports
-from tests.containers import free_port
+from tests.containers import free_port, host_user_dir
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
 
@@ -229,10 +229,11 @@ def test_launcher_stops_and_removes_the_container_on_ctrl_c(published, tmp_path)
 
 
 def test_make_run_serves_this_folder_and_stops_on_ctrl_c(tmp_path, docker_engine):
-    """The README's main command, as a user runs it."""
-    (tmp_path / "mine.ipynb").write_text("{}")
+    """The README's main command, as a user runs it (as root, in a folder a normal user owns)."""
+    folder, _ = host_user_dir(tmp_path)
+    (folder / "mine.ipynb").write_text("{}")
     process = subprocess.Popen(
-        ["make", "-s", "run", f"DIR={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        ["make", "-s", "run", f"DIR={folder}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     try:
         seen = []
