@@ -82,8 +82,9 @@ def plan_publish(
             ready.append(result)
 
     # Targets are named from the config, so --registry / KERASTACK_REGISTRY decide where images go.
-    steps = [PushStep(_retarget(r.tags[0], config.image), r.tags[0], IMMUTABLE, r.cell, r.image_id) for r in ready]
-    steps += [PushStep(_retarget(tag, config.image), r.tags[0], "cell", r.cell, r.image_id) for r in ready for tag in r.tags[1:]]
+    # The source is the image id that was built and smoke-tested, not a tag that a later build may move.
+    steps = [PushStep(_retarget(r.tags[0], config.image), r.image_id, IMMUTABLE, r.cell, r.image_id) for r in ready]
+    steps += [PushStep(_retarget(tag, config.image), r.image_id, "cell", r.cell, r.image_id) for r in ready for tag in r.tags[1:]]
     moving_why = ""
     if not move_tags:
         moving_why = "not asked to move tags"
@@ -91,7 +92,7 @@ def plan_publish(
         moving_why = f"{len(held)} selected cell(s) not ready, so no moving tag moves"
     else:
         owners = moving_tags(config, all_cells)
-        steps += [PushStep(f"{config.image}:{tag}", r.tags[0], MOVING, r.cell, r.image_id) for r in ready for tag in owners.get(r.cell, ())]
+        steps += [PushStep(f"{config.image}:{tag}", r.image_id, MOVING, r.cell, r.image_id) for r in ready for tag in owners.get(r.cell, ())]
     return PublishPlan(tuple(steps), tuple(held), moving_why)
 
 
@@ -223,7 +224,7 @@ def execute(
 def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: float, log: Callable[[str], None]) -> str:
     repository = step.ref.rsplit(":", 1)[0]
     if not client.image.exists(step.source):
-        raise PipelineError(f"{step.cell}: the built image {step.source} is no longer in the engine: rebuild and smoke-test it again")
+        raise PipelineError(f"{step.cell}: the built image {step.source[:19]} is no longer in the engine: rebuild and smoke-test it again")
     local_id = client.image.inspect(step.source).id
     if step.image_id and local_id != step.image_id:
         raise PipelineError(f"{step.cell}: {step.source} is no longer the image that was built and smoke-tested (rebuilt since?): run smoke again")

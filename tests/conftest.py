@@ -195,10 +195,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _write_smoke_report(session)
     # Keep the cell tags (the cache the next run starts from); drop this run's immutable tags and the
     # images earlier runs left untagged, so the disk use stays at one image per cell.
-    if _immutable_refs:
+    if _built:
+        from kerastack.build import current_stamp
         from kerastack.docker_client import remove_images
 
-        remove_images(_immutable_refs)  # some may be gone already: tests pull images back and retag them
+        # Every build of this session (fixtures and CLI runs alike) tagged its images with this stamp.
+        suffix = "-" + current_stamp(ROOT)[0].suffix
+        session_tags = [t for image in docker.image.list() for t in image.repo_tags if t.endswith(suffix)]
+        remove_images(sorted(set(session_tags) | set(_immutable_refs)))
         docker.image.prune(filters=[("label", "io.kerastack.cell"), ("dangling", "true")])
     if _built:
         # GPU builds leave gigabytes of stage snapshots and pip caches; the disk is shared with later runs.

@@ -110,7 +110,7 @@ def test_an_existing_immutable_tag_is_never_overwritten(published, tmp_path):
     immutable = built["cells"][1]["tags"][0].rsplit(":", 1)[1]
     # Point the second cell's immutable tag at another image in the registry, then publish again.
     target = f"{registry.host}/{REPOSITORY}:{immutable}"
-    docker.image.tag(built["cells"][0]["tags"][0], target)
+    docker.image.tag(built["cells"][0]["image_id"], target)
     try:
         docker.image.push(target, quiet=True)
         before = registry.digest(REPOSITORY, "latest")
@@ -118,7 +118,7 @@ def test_an_existing_immutable_tag_is_never_overwritten(published, tmp_path):
         assert code != 0 and "immutable tags never move" in output, output
         assert registry.digest(REPOSITORY, "latest") == before
     finally:
-        docker.image.tag(built["cells"][1]["tags"][0], target)  # the local tag back on its own image
+        docker.image.tag(built["cells"][1]["image_id"], target)  # the local tag back on its own image
 
 
 def test_pull_back_by_tag_and_by_digest(published):
