@@ -16,6 +16,7 @@ from rich.table import Table
 
 from . import config as config_module
 from . import engine, lock, matrix, tags
+from .build import current_stamp
 from .errors import PipelineError
 from .plan import plan_cell
 
@@ -31,15 +32,9 @@ def _load(args: argparse.Namespace) -> tuple[config_module.Config, list[matrix.C
     return config, all_cells, selected
 
 
-def _stamp(args: argparse.Namespace) -> tuple[tags.BuildStamp, str]:
-    from .build import current_stamp
-
-    return current_stamp(args.project_dir)
-
-
 def cmd_matrix(args: argparse.Namespace) -> int:
     config, all_cells, selected = _load(args)
-    stamp, created = _stamp(args)
+    stamp, created = current_stamp(args.project_dir)
     plans = [plan_cell(config, all_cells, cell, stamp, config.python[cell.python].base_image, created) for cell in selected]
     if args.json:
         print(json.dumps({"include": [p.as_json() for p in plans]}, separators=(",", ":") if args.compact else None, indent=None if args.compact else 2))
@@ -65,7 +60,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def cmd_tags(args: argparse.Namespace) -> int:
     config, all_cells, selected = _load(args)
-    stamp, _ = _stamp(args)
+    stamp, _ = current_stamp(args.project_dir)
     table = Table(title=f"Tags of {config.image} for revision {stamp.revision}")
     for column in ("tag", "kind", "cell", "moves?"):
         table.add_column(column)
@@ -115,7 +110,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     config, all_cells, selected = _load(args)
     engine.ensure()
-    stamp, created = _stamp(args)
+    stamp, created = current_stamp(args.project_dir)
     report = build_matrix(
         BuildOptions(
             root=args.project_dir,

@@ -54,27 +54,36 @@ def build(
     on_step: Callable[[str], None] = lambda step: None,
 ) -> BuildOutcome:
     """Build one plan with buildx, streaming the plain log; never raises for a failed build."""
+    return _stream_build(
+        plan.immutable_ref,
+        on_step,
+        context_path=context,
+        file=context / DOCKERFILE,
+        target=plan.target,
+        tags=[*plan.local_refs, *extra_tags],
+        build_args=dict(plan.build_args),
+        labels=dict(plan.labels),
+        secrets=list(secrets),
+        builder=builder_name(builder),
+        cache_from=cache_from,
+        cache_to=cache_to,
+        cache=not no_cache,
+    )
+
+
+def build_dockerfile(dockerfile: Path, context: Path, tag: str, build_args: dict[str, str], secrets: Sequence[str] = ()) -> BuildOutcome:
+    """A plain build of another Dockerfile (the naive baseline), tagged `tag`."""
+    return _stream_build(tag, lambda step: None, context_path=context, file=dockerfile, tags=[tag], build_args=build_args, secrets=list(secrets))
+
+
+def _stream_build(result_ref: str, on_step: Callable[[str], None], **buildx_options) -> BuildOutcome:
+    """Run `docker buildx build` with a plain, streamed log: the steps, which were cached, the outcome."""
     start = time.monotonic()
     log: list[str] = []
     steps: dict[str, str] = {}
     cached: set[str] = set()
     try:
-        for line in docker.buildx.build(
-            context,
-            file=context / DOCKERFILE,
-            target=plan.target,
-            tags=[*plan.local_refs, *extra_tags],
-            build_args=dict(plan.build_args),
-            labels=dict(plan.labels),
-            secrets=list(secrets),
-            builder=builder_name(builder),
-            cache_from=cache_from,
-            cache_to=cache_to,
-            cache=not no_cache,
-            load=True,
-            progress="plain",
-            stream_logs=True,
-        ):
+        for line in docker.buildx.build(load=True, progress="plain", stream_logs=True, **buildx_options):
             line = line.rstrip("\n")
             log.append(line)
             if match := _STEP.match(line):
@@ -84,7 +93,7 @@ def build(
                 cached.add(match.group(1))
     except DockerException as exc:
         return BuildOutcome(False, time.monotonic() - start, log=log, error=_last_error(log) or str(exc).strip()[-500:])
-    image_id = docker.image.inspect(plan.immutable_ref).id
+    image_id = docker.image.inspect(result_ref).id
     return BuildOutcome(True, time.monotonic() - start, image_id, len(cached & steps.keys()), len(steps), log)
 
 
@@ -93,20 +102,6 @@ def _last_error(log: Sequence[str]) -> str:
         if "ERROR" in line or "error:" in line.lower():
             return line.strip()
     return ""
-
-
-def build_dockerfile(dockerfile: Path, context: Path, tag: str, build_args: dict[str, str], secrets: Sequence[str] = ()) -> BuildOutcome:
-    """A plain build of another Dockerfile (the naive baseline), tagged `tag`."""
-    start = time.monotonic()
-    log: list[str] = []
-    try:
-        for line in docker.buildx.build(
-            context, file=dockerfile, tags=[tag], build_args=build_args, secrets=list(secrets), load=True, progress="plain", stream_logs=True
-        ):
-            log.append(line.rstrip("\n"))
-    except DockerException as exc:
-        return BuildOutcome(False, time.monotonic() - start, log=log, error=_last_error(log) or str(exc)[-500:])
-    return BuildOutcome(True, time.monotonic() - start, docker.image.inspect(tag).id, log=log)
 
 
 def image_id(ref: str) -> str | None:

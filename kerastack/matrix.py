@@ -125,7 +125,8 @@ def resolve(config: Config, cell: Cell) -> ResolvedCell:
 def default_cell(config: Config, variant: str, all_cells: Iterable[Cell]) -> Cell:
     """The cell `make run` (cpu) or `make run-gpu` (gpu) uses: [defaults] for that variant."""
     d = config.defaults
-    wanted = Cell(d.tensorflow, d.python, variant, d.cuda if config.variants.get(variant, None) and config.variants[variant].needs_cuda else None)
+    needs_cuda = variant in config.variants and config.variants[variant].needs_cuda
+    wanted = Cell(d.tensorflow, d.python, variant, d.cuda if needs_cuda else None)
     if wanted not in set(all_cells):
         raise ConfigError(
             config.path, "defaults", f"the default {variant} cell {wanted.id} is not in the matrix", "change [defaults] or add the cell to [matrix]"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from .config import Config
 from .matrix import Cell
+from .versions import Version
 
 IMMUTABLE = "immutable"
 CELL = "cell"
@@ -25,6 +26,7 @@ KIND_HELP = {
     MOVING: "moves to the newest release of its variant",
 }
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_NO_CUDA = Version("0")  # CPU cells: ranks them among themselves like a CUDA version would
 _REVISION = re.compile(r"^[0-9a-f]{7,40}(-dirty)?$|^unknown$")
 
 
@@ -83,7 +85,7 @@ def _preference(config: Config, cell: Cell) -> tuple:
         cell.python == config.defaults.python,
         cell.python,
         cell.cuda == config.defaults.cuda,
-        cell.cuda or cell.tensorflow,  # any comparable value for CPU cells
+        cell.cuda or _NO_CUDA,
     )
 
 

@@ -37,7 +37,7 @@ def smoke_cells(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell_id" in metafunc.fixturenames:
         cells = smoke_cells(metafunc.config)
-        if "gpu_cell_id" in metafunc.fixturenames or metafunc.definition.get_closest_marker("gpu_image"):
+        if metafunc.definition.get_closest_marker("gpu_image"):
             cells = [c for c in cells if "-gpu-" in c]
         metafunc.parametrize("cell_id", cells, scope="session")
 
