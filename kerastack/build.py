@@ -21,6 +21,8 @@ from .report import BuildReport, CellReport, write_build_report
 from .tags import BuildStamp
 
 NAIVE_DOCKERFILE = "images/naive.Dockerfile"
+# What reaches the builder (see .dockerignore) or decides what is built: a new file here changes the image.
+BUILD_CONTEXT_PATHS = ("images", "locks", "versions.toml", ".dockerignore")
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,24 @@ class BuildOptions:
 
 
 def current_stamp(root: Path, now: datetime | None = None) -> tuple[BuildStamp, str]:
-    """The build stamp from git (revision, -dirty when the tree has changes) and the RFC 3339 time."""
+    """The build stamp from git and the RFC 3339 time.
+
+    The revision is `unknown` without git or outside a repository, and gets `-dirty` when a tracked file
+    changed anywhere or an untracked (not git-ignored) file sits inside the build context.
+    """
     now = now or datetime.now(UTC)
 
     def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        try:
+            result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        except OSError:  # no git on PATH: the revision cannot be known
+            return ""
         return result.stdout.strip() if result.returncode == 0 else ""
 
     revision = git("rev-parse", "--short=7", "HEAD") or "unknown"
-    if revision != "unknown" and git("status", "--porcelain", "--untracked-files=no"):
+    if revision != "unknown" and (
+        git("status", "--porcelain", "--untracked-files=no") or git("status", "--porcelain", "--untracked-files=all", "--", *BUILD_CONTEXT_PATHS)
+    ):
         revision += "-dirty"
     # `created` is the commit time (the SOURCE_DATE_EPOCH convention): rebuilding the same inputs
     # then gives the same image id, so a cached rebuild is recognisably the image that was tested.

@@ -313,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.project_dir = args.project_dir.resolve()
     args.config = args.config or str(args.project_dir / "versions.toml")
     try:
+        if not args.project_dir.is_dir():
+            what = "is not a folder" if args.project_dir.exists() else "does not exist"
+            raise PipelineError(f"--project-dir {args.project_dir} {what}: give the project folder (the one with versions.toml, locks/ and images/)")
         return args.func(args)
     except PipelineError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

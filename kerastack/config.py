@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
+from packaging.version import Version as Pep440Version
+
+from . import reference
 from .errors import ConfigError
 from .versions import Version
 
 SCHEMA_VERSION = 1
 VARIANTS = ("cpu", "gpu")
-_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?\s*([<>=!~].*)?$")
-_REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
-_REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
-_DIGEST_REF = re.compile(r"^[^\s@]+(@sha256:[0-9a-f]{64})?$")
+MAX_FILE_BYTES = 1_000_000  # versions.toml is a few kB; anything this large is not one
+MAX_REQUIREMENT_LENGTH = 200
 _DEBIAN_SUITES = ("bookworm", "trixie", "forky", "sid")
 
 
@@ -142,16 +146,16 @@ class _Reader:
 
     def string(self, data: Any, key_path: str, what: str) -> str:
         if not isinstance(data, str) or not data.strip():
-            raise self.fail(key_path, f"expected {what} as a non-empty string, got {data!r}", f'write it as "{what}" in quotes')
+            raise self.fail(key_path, f"expected {what} as a non-empty string, got {_shown(data)}", f'write it as "{what}" in quotes')
         return data
 
     def version(self, data: Any, key_path: str, example: str) -> Version:
         if not isinstance(data, str):
-            raise self.fail(key_path, f"expected a version string, got {data!r}", f'quote it: "{example}"')
+            raise self.fail(key_path, f"expected a version string, got {_shown(data)}", f'quote it: "{example}"')
         try:
             return Version(data)
         except ValueError:
-            raise self.fail(key_path, f"{data!r} is a malformed version", f'write a dotted version such as "{example}"') from None
+            raise self.fail(key_path, f"{_shown(data)} is a malformed version", f'write a dotted version such as "{example}" (ASCII digits)') from None
 
     def versions(self, data: Any, key_path: str, example: str) -> tuple[Version, ...]:
         if not isinstance(data, list) or not data:
@@ -179,9 +183,61 @@ class _Reader:
             raise self.fail(key_path, f"upper bound {bound} is below min {low}", "swap or correct the bounds")
         return VersionRange(low, high, below)
 
+    def requirement(self, data: Any, key_path: str, example: str) -> Requirement:
+        """One PEP 508 requirement from an index: a name, extras, specifiers, markers; no URL, no pip option."""
+        if not isinstance(data, str) or not data.strip():
+            raise self.fail(key_path, f"expected a requirement string, got {_shown(data)}", f'write e.g. "{example}"')
+        if len(data) > MAX_REQUIREMENT_LENGTH or not data.isascii():
+            raise self.fail(
+                key_path, f"{_shown(data)} is not a requirement (non-ASCII, or over {MAX_REQUIREMENT_LENGTH} characters)", f'write e.g. "{example}"'
+            )
+        try:
+            requirement = Requirement(data)
+        except InvalidRequirement as exc:
+            problem = str(exc).splitlines()[0][:200]
+            raise self.fail(
+                key_path,
+                f"{_shown(data)} is not a requirement (PEP 508: {problem})",
+                f'write NAME[EXTRAS] SPECIFIERS, comma-separated, e.g. "{example}"; no pip options',
+            ) from None
+        if requirement.url:
+            raise self.fail(key_path, f"{_shown(data)} installs from a URL, which no lock can pin by index", f'name a released package, e.g. "{example}"')
+        return requirement
+
+    def requirements(self, data: Any, key_path: str, example: str) -> tuple[str, ...]:
+        """A non-empty list of PEP 508 requirements, each package once. Any requirements table ([jupyter], ...) uses it."""
+        if not isinstance(data, list) or not data:
+            raise self.fail(key_path, "expected a non-empty list of requirements", f'write e.g. ["{example}"]')
+        seen: dict[str, int] = {}
+        for i, item in enumerate(data):
+            name = canonicalize_name(self.requirement(item, f"{key_path}[{i}]", example).name)
+            if name in seen:
+                raise self.fail(f"{key_path}[{i}]", f"{name} is already required by {key_path}[{seen[name]}]", "merge the two into one requirement")
+            seen[name] = i
+        return tuple(data)
+
+    def pep440(self, data: Any, key_path: str, example: str) -> str:
+        """An exact PEP 440 release of a wheel, written in its normal form."""
+        if not isinstance(data, str) or not data.isascii() or len(data) > 40:
+            raise self.fail(key_path, f"expected a version string, got {_shown(data)}", f'write e.g. "{example}"')
+        try:
+            version = Pep440Version(data)
+        except InvalidVersion:
+            raise self.fail(key_path, f"{_shown(data)} is not a PEP 440 version", f'write e.g. "{example}"') from None
+        if str(version) != data or version.local:
+            raise self.fail(key_path, f"{_shown(data)} is not written in normal form", f'write "{version.public}"')
+        return data
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr() of a value, cut short: an error message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
 
 def _join(key_path: str, key: str) -> str:
-    quoted = key if re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", key) else f'"{key}"'
+    key = key if len(key) <= 60 else key[:57] + "..."
+    quoted = key if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key) else f'"{key}"'
     return f"{key_path}.{quoted}" if key_path else quoted
 
 
@@ -189,9 +245,21 @@ def load(path: str | Path = "versions.toml") -> Config:
     """Read and validate a versions file; raise ConfigError naming the first problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise ConfigError(str(path), "", "is a directory, not a versions file", "pass the file itself, e.g. --config PATH/versions.toml")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(str(path), "", "file not found", "run from the project root or pass --config PATH") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot be read ({exc.strerror or exc})", "check the path and its permissions") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(str(path), "", f"is larger than {MAX_FILE_BYTES // 1000} kB, so not a versions file", "pass the project's versions.toml")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(str(path), "", f"is not UTF-8 text (byte {exc.start}, line {line})", "save the file as UTF-8") from None
     return parse(text, str(path))
 
 
@@ -200,6 +268,10 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML ({exc})", "fix the syntax at the position shown") from None
+    except RecursionError:
+        raise ConfigError(file, "", "nests tables or arrays too deeply for the TOML parser", "flatten the nesting; versions.toml needs three levels") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits (int max_str_digits)
+        raise ConfigError(file, "", f"has a value the TOML parser cannot hold ({str(exc)[:120]})", "shorten the value; no key takes a huge number") from None
     r = _Reader(file)
     top = r.table(
         data,
@@ -222,19 +294,11 @@ def parse(text: str, file: str = "versions.toml") -> Config:
 
     registry = r.table(top["registry"], "registry", {"host": "e.g. ghcr.io", "repository": "e.g. org/name"}, ("host", "repository"))
     host = r.string(registry["host"], "registry.host", "ghcr.io")
-    if not _REGISTRY_HOST.fullmatch(host):
-        raise r.fail("registry.host", f"{host!r} is not a registry host", 'write a host such as "ghcr.io" or "127.0.0.1:5000"')
     repository = r.string(registry["repository"], "registry.repository", "org/name")
-    if not _REPOSITORY.fullmatch(repository):
-        raise r.fail("registry.repository", f"{repository!r} is not a valid repository", 'use lowercase path components, e.g. "kerastack/keras-jupyter"')
+    _check_registry(r, host, repository, "registry.host", "registry.repository")
 
     jupyter = r.table(top["jupyter"], "jupyter", {"packages": "requirements for the Jupyter layer"}, ("packages",))
-    packages = jupyter["packages"]
-    if not isinstance(packages, list) or not packages:
-        raise r.fail("jupyter.packages", "expected a non-empty list of requirements", 'write e.g. ["jupyterlab>=4.4,<5"]')
-    for i, requirement in enumerate(packages):
-        if not isinstance(requirement, str) or not _REQUIREMENT.fullmatch(requirement):
-            raise r.fail(f"jupyter.packages[{i}]", f"{requirement!r} is not a requirement", 'write "name" or "name>=1.0,<2"')
+    packages = r.requirements(jupyter["packages"], "jupyter.packages", "jupyterlab>=4.4,<5")
 
     releases = _tensorflow_releases(r, top["tensorflow"])
     pythons = _python_versions(r, top["python"])
@@ -285,6 +349,18 @@ def parse(text: str, file: str = "versions.toml") -> Config:
             raise r.fail(f"matrix.cuda[{i}]", f'CUDA {version} has no [cuda."{version}"] entry', f"add the CUDA wheels it pins or use one of: {_listed(cudas)}")
     if any(variants[v].needs_cuda for v in axis_variant) and not axis_cuda:
         raise r.fail("matrix.cuda", "GPU cells need CUDA versions but the axis is empty", 'add cuda = ["12.5"] to [matrix]')
+    # The default cell is what `make run` and the `latest` tags serve: it must come from the axes
+    # themselves, or `latest` would silently follow whatever release the axes hold.
+    default_axes = [("tensorflow", defaults.tensorflow, axis_tf), ("python", defaults.python, axis_py)]
+    if any(variants[v].needs_cuda for v in axis_variant):
+        default_axes.append(("cuda", defaults.cuda, axis_cuda))
+    for key, value, axis in default_axes:
+        if value not in axis:
+            raise r.fail(
+                f"defaults.{key}",
+                f"{value} is not on the matrix axis matrix.{key} ({', '.join(map(str, axis))})",
+                f"add it to matrix.{key} or pick one of its versions",
+            )
 
     excludes = _rules(r, matrix.get("exclude", []), "matrix.exclude", variants)
     includes = _rules(r, matrix.get("include", []), "matrix.include", variants)
@@ -357,8 +433,16 @@ def _python_versions(r: _Reader, data: Any) -> dict[Version, PythonVersion]:
             raise r.fail(path, f"{key!r} is not a Python minor version", 'write MAJOR.MINOR, e.g. "3.11"')
         entry = r.table(entry, path, {"base_image": "image pinned by digest", "offline": "{ debian = SUITE }"}, ("base_image", "offline"))
         base = r.string(entry["base_image"], f"{path}.base_image", "python:3.11-slim-bookworm@sha256:...")
-        if not _DIGEST_REF.fullmatch(base):
-            raise r.fail(f"{path}.base_image", f"{base!r} is not an image reference", "write NAME[:TAG][@sha256:DIGEST]")
+        try:
+            _, _, digest = reference.parse_reference(base)
+        except reference.BadReference as exc:
+            raise r.fail(f"{path}.base_image", f"not an image reference: {exc}", "write HOST/NAME[:TAG]@sha256:DIGEST") from None
+        if digest is None:
+            raise r.fail(
+                f"{path}.base_image",
+                f"{_shown(base)} is not pinned by digest, so a rebuild may get another image",
+                "append @sha256:... (docker buildx imagetools inspect IMAGE shows it)",
+            )
         offline = r.table(entry["offline"], f"{path}.offline", {"debian": "Debian suite that ships this Python"}, ("debian",))
         suite = r.string(offline["debian"], f"{path}.offline.debian", "bookworm")
         if suite not in _DEBIAN_SUITES:
@@ -387,13 +471,23 @@ def _cuda_versions(r: _Reader, data: Any) -> dict[Version, CudaVersion]:
             wheel_path = _join(f"{path}.wheels", name)
             if not name.startswith("nvidia-"):
                 raise r.fail(wheel_path, "only NVIDIA CUDA wheels belong here", "move other packages to [jupyter] or the release")
-            pinned.append((name, str(r.version(pin, wheel_path, "12.5.82"))))
-        runtime = Version(dict(pinned)["nvidia-cuda-runtime-cu12"])
-        if not runtime.startswith(version):
+            if canonicalize_name(name) != name:
+                raise r.fail(wheel_path, f"{_shown(name)} is not a normalised distribution name", f'write "{canonicalize_name(name)}"')
+            pinned.append((name, r.pep440(pin, wheel_path, "12.5.82")))
+        runtime = Pep440Version(dict(pinned)["nvidia-cuda-runtime-cu12"])
+        if runtime.release[: len(version.parts)] != version.parts:
             raise r.fail(_join(f"{path}.wheels", "nvidia-cuda-runtime-cu12"), f"runtime {runtime} is not CUDA {version}", f"pin a {version}.x runtime wheel")
+        cudnn = r.version(entry["cudnn"], f"{path}.cudnn", "9.3")
+        cudnn_wheel = dict(pinned).get("nvidia-cudnn-cu12")
+        if cudnn_wheel is not None and Pep440Version(cudnn_wheel).release[: len(cudnn.parts)] != cudnn.parts:
+            raise r.fail(
+                f"{path}.cudnn",
+                f"says cuDNN {cudnn}, but the pinned nvidia-cudnn-cu12 wheel is {cudnn_wheel}",
+                "make cudnn the wheel's MAJOR.MINOR, or pin the matching wheel",
+            )
         cudas[version] = CudaVersion(
             version=version,
-            cudnn=r.version(entry["cudnn"], f"{path}.cudnn", "9.3"),
+            cudnn=cudnn,
             min_driver=str(r.version(entry["min_driver"], f"{path}.min_driver", "555.42")),
             wheels=tuple(sorted(pinned)),
         )
@@ -407,8 +501,13 @@ def _variants(r: _Reader, data: Any) -> dict[str, Variant]:
         path = f"variants.{name}"
         entry = r.table(entry, path, {"tensorflow_package": "pip name of TF", "needs_cuda": "true for GPU"}, ("tensorflow_package",))
         package = r.string(entry["tensorflow_package"], f"{path}.tensorflow_package", "tensorflow-cpu")
-        if not _REQUIREMENT.fullmatch(package):
-            raise r.fail(f"{path}.tensorflow_package", f"{package!r} is not a package name", 'write e.g. "tensorflow[and-cuda]"')
+        requirement = r.requirement(package, f"{path}.tensorflow_package", "tensorflow[and-cuda]")
+        if requirement.specifier or requirement.marker:
+            raise r.fail(
+                f"{path}.tensorflow_package",
+                f"{_shown(package)} carries a version or marker",
+                "name only the package (and extras); the release pins the version",
+            )
         needs_cuda = entry.get("needs_cuda", False)
         if not isinstance(needs_cuda, bool):
             raise r.fail(f"{path}.needs_cuda", f"expected true or false, got {needs_cuda!r}", "write needs_cuda = true")
@@ -460,11 +559,23 @@ def with_registry(config: Config, host: str | None = None, repository: str | Non
     r = _Reader("--registry/--repository")
     host = host or config.registry
     repository = repository or config.repository
-    if not _REGISTRY_HOST.fullmatch(host):
-        raise r.fail("registry", f"{host!r} is not a registry host", 'give a host such as "ghcr.io" or "127.0.0.1:5000"')
-    if not _REPOSITORY.fullmatch(repository):
-        raise r.fail("repository", f"{repository!r} is not a valid repository", 'use lowercase path components, e.g. "kerastack/keras-jupyter"')
+    _check_registry(r, host, repository, "registry", "repository")
     return dataclasses.replace(config, registry=host, repository=repository)
+
+
+def _check_registry(r: _Reader, host: str, repository: str, host_key: str, repository_key: str) -> None:
+    try:
+        reference.check_registry_host(host)
+    except reference.BadReference as exc:
+        raise r.fail(
+            host_key, f"{_shown(host)} is not a registry host: {exc}", 'write a host such as "ghcr.io" or "127.0.0.1:5000" (no scheme, port 1-65535)'
+        ) from None
+    try:
+        reference.check_repository(host, repository)
+    except reference.BadReference as exc:
+        raise r.fail(
+            repository_key, f"{_shown(repository)} is not a valid repository: {exc}", 'use lowercase path components, e.g. "kerastack/keras-jupyter"'
+        ) from None
 
 
 REGISTRY_ENV = "KERASTACK_REGISTRY"

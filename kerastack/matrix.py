@@ -85,7 +85,10 @@ def cells(config: Config) -> list[Cell]:
         _check_supported(config, cell, origin)
     if not kept:
         raise ConfigError(config.path, "matrix", "the matrix has no cells", "loosen the excludes or add versions to the axes")
-    return sorted(cell for cell, _ in kept)
+    result = sorted(cell for cell, _ in kept)
+    for variant in config.axis_variant:
+        default_cell(config, variant, result)  # `make run` and `latest` must find their cell
+    return result
 
 
 def _check_supported(config: Config, cell: Cell, origin: str) -> None:
@@ -110,6 +113,14 @@ def _check_supported(config: Config, cell: Cell, origin: str) -> None:
                 f"TensorFlow {cell.tensorflow} accepts CUDA {release.cuda}, not {cell.cuda} (cell {cell.id})",
                 f'add [[matrix.exclude]] tensorflow = "{cell.tensorflow}", cuda = "{cell.cuda}", or drop the version from the axis',
             )
+        cudnn = config.cuda[cell.cuda].cudnn
+        if cudnn.parts[0] != release.built_with_cudnn.parts[0]:
+            raise ConfigError(
+                config.path,
+                f'cuda."{cell.cuda}".cudnn',
+                f"cuDNN {cudnn} is not the cuDNN {release.built_with_cudnn.parts[0]}.x TensorFlow {cell.tensorflow} was built with (cell {cell.id})",
+                f'pin a cuDNN {release.built_with_cudnn.parts[0]}.x wheel, or add [[matrix.exclude]] tensorflow = "{cell.tensorflow}", cuda = "{cell.cuda}"',
+            )
 
 
 def resolve(config: Config, cell: Cell) -> ResolvedCell:
@@ -129,7 +140,10 @@ def default_cell(config: Config, variant: str, all_cells: Iterable[Cell]) -> Cel
     wanted = Cell(d.tensorflow, d.python, variant, d.cuda if needs_cuda else None)
     if wanted not in set(all_cells):
         raise ConfigError(
-            config.path, "defaults", f"the default {variant} cell {wanted.id} is not in the matrix", "change [defaults] or add the cell to [matrix]"
+            config.path,
+            "defaults",
+            f"the default {variant} cell {wanted.id} is not in the matrix (excluded?), so `make run` and `latest` would have no cell",
+            "change [defaults] or stop excluding that cell in [matrix]",
         )
     return wanted
 

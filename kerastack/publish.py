@@ -77,7 +77,14 @@ def plan_publish(
         elif tested.get("image_id") != result.image_id:
             held.append((cell.id, "the smoke-tested image is not the built one (rebuilt since?): run smoke again"))
         elif result.tags and result.tags[0].endswith("-dirty") and not allow_dirty:
-            held.append((cell.id, "built from a tree with uncommitted changes: commit and rebuild (or --allow-dirty)"))
+            held.append((cell.id, "built from a tree with uncommitted or untracked changes in the build context: commit and rebuild (or --allow-dirty)"))
+        elif result.tags and result.tags[0].endswith("-unknown") and not allow_dirty:
+            held.append(
+                (
+                    cell.id,
+                    "built where git could not tell the revision (no git, or not a repository), so it may hold anything: build in a checkout (or --allow-dirty)",
+                )
+            )
         else:
             ready.append(result)
 

@@ -7,8 +7,11 @@ from functools import total_ordering
 
 import semver
 
-# No leading zeros: "2.21.00" would otherwise be a second spelling of 2.21.0.
-_DOTTED = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*)){0,3}")
+# No leading zeros: "2.21.00" would otherwise be a second spelling of 2.21.0. ASCII digits only
+# (`\d` would take any Unicode digit), at most 9 per component and 4 components: every version
+# ends up in a Docker tag (128 characters for TF, Python and CUDA together with the stamp).
+_DOTTED = re.compile(r"(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,3}")
+MAX_LENGTH = 24
 
 
 @total_ordering
@@ -21,8 +24,9 @@ class Version:
     __slots__ = ("text", "parts", "_semver")
 
     def __init__(self, text: str) -> None:
-        if not isinstance(text, str) or not _DOTTED.fullmatch(text):
-            raise ValueError(f"{text!r} is not a version like 2.21.0, 3.11 or 12.5")
+        if not isinstance(text, str) or len(text) > MAX_LENGTH or not _DOTTED.fullmatch(text):
+            shown = repr(text[:40] + "...") if isinstance(text, str) and len(text) > 40 else repr(text)
+            raise ValueError(f"{shown} is not a version like 2.21.0, 3.11 or 12.5 (ASCII digits, at most {MAX_LENGTH} characters)")
         self.text = text
         self.parts = tuple(int(p) for p in text.split("."))
         major, minor, patch = (self.parts + (0, 0))[:3]

@@ -121,7 +121,7 @@ def test_unknown_key_in_registry(real_text):
 def test_python_outside_a_release_range_names_the_cell_and_suggests_an_exclude(real_text):
     text = edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.11", "3.13", "3.14"]')
     text = edit(text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.10", max = "3.14" }')  # 2.21.0 supports it
-    text += '\n[python."3.14"]\nbase_image = "docker.io/library/python:3.14-slim-trixie"\noffline = { debian = "trixie" }\n'
+    text += '\n[python."3.14"]\nbase_image = "docker.io/library/python:3.14-slim-trixie@sha256:' + "1" * 64 + '"\noffline = { debian = "trixie" }\n'
     err = expect_error(text, "matrix.python", problem="(cell tf2.20.0-py3.14-cpu)", fix='[[matrix.exclude]] tensorflow = "2.20.0", python = "3.14"')
     assert "supports Python >= 3.9, <= 3.13, not 3.14" in err.problem
 
@@ -136,7 +136,7 @@ def test_python_outside_a_release_range_names_the_cell_and_suggests_an_exclude(r
 
 def test_python_below_a_release_range(real_text):
     text = edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.9", "3.11", "3.13"]')
-    text += '\n[python."3.9"]\nbase_image = "docker.io/library/python:3.9-slim-bookworm"\noffline = { debian = "bookworm" }\n'
+    text += '\n[python."3.9"]\nbase_image = "docker.io/library/python:3.9-slim-bookworm@sha256:' + "2" * 64 + '"\noffline = { debian = "bookworm" }\n'
     # 2.20.0 supports 3.9, 2.21.0 does not (min 3.10)
     expect_error(text, "matrix.python", problem="TensorFlow 2.21.0 supports Python >= 3.10, <= 3.13, not 3.9 (cell tf2.21.0-py3.9-cpu)")
 
@@ -176,9 +176,9 @@ def test_cuda_at_or_above_an_exclusive_bound_is_rejected(real_text):
             'tensorflow."2.21.0".cuda.below',
             "malformed",
         ),
-        ('"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5.3.2.1"', 'cuda."12.5".wheels.nvidia-cublas-cu12', "malformed"),
+        ('"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5..3.2"', 'cuda."12.5".wheels.nvidia-cublas-cu12', "is not a PEP 440 version"),
     ],
-    ids=["2.x", "three", "float-3.11", "1..2", "cudnn-rc", "driver-float", "range-v13", "five-components"],
+    ids=["2.x", "three", "float-3.11", "1..2", "cudnn-rc", "driver-float", "range-v13", "wheel-not-pep440"],
 )
 def test_malformed_versions(real_text, old, new, key_path, problem):
     expect_error(edit(real_text, old, new), key_path, problem=problem)

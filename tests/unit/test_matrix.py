@@ -226,10 +226,8 @@ def test_default_cell_not_in_matrix(real_text):
     text = real_text.replace('[defaults]\ntensorflow = "2.21.0"', '[defaults]\ntensorflow = "2.20.0"', 1)
     assert text != real_text
     c = config.parse(text, "versions.toml")
-    cells = matrix.cells(c)
-    assert matrix.default_cell(c, "cpu", cells).id == "tf2.20.0-py3.11-cpu"
     with pytest.raises(ConfigError) as info:
-        matrix.default_cell(c, "gpu", cells)  # 2.20.0 GPU is excluded
+        matrix.cells(c)  # 2.20.0 GPU is excluded: loading refuses it, not only `make run-gpu` later
     assert info.value.key_path == "defaults" and "tf2.20.0-py3.11-gpu-cuda12.5" in info.value.problem and info.value.fix.strip()
 
 
