@@ -79,12 +79,8 @@ def plan_publish(
         elif result.tags and result.tags[0].endswith("-dirty") and not allow_dirty:
             held.append((cell.id, "built from a tree with uncommitted or untracked changes in the build context: commit and rebuild (or --allow-dirty)"))
         elif result.tags and result.tags[0].endswith("-unknown") and not allow_dirty:
-            held.append(
-                (
-                    cell.id,
-                    "built where git could not tell the revision (no git, or not a repository), so it may hold anything: build in a checkout (or --allow-dirty)",
-                )
-            )
+            why = "built where git could not tell the revision (no git, or not a repository), so it may hold anything"
+            held.append((cell.id, f"{why}: build in a git checkout (or --allow-dirty)"))
         else:
             ready.append(result)
 
