@@ -73,7 +73,7 @@ def current_stamp(root: Path, now: datetime | None = None) -> tuple[BuildStamp, 
 def build_matrix(options: BuildOptions, console: Console | None = None) -> BuildReport:
     console = console or Console(stderr=True)
     secrets = ca.secret_spec(options.ca_bundle)
-    statuses = {s.cell_id: s for s in lock.status(options.root, options.config, options.selected)}
+    statuses = {s.cell_id: s for s in lock.status(options.root, options.config, options.selected, known=options.all_cells)}
     bases: dict[str, base_images.BaseImage] = {}
     results: list[CellReport] = []
     log_dir = options.report_dir / "logs"

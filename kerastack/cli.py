@@ -74,12 +74,12 @@ def cmd_tags(args: argparse.Namespace) -> int:
 def cmd_lock(args: argparse.Namespace) -> int:
     config, all_cells, selected = _load(args)
     if args.check:
-        statuses = lock.status(args.project_dir, config, all_cells if not args.filter else selected)
+        statuses = lock.status(args.project_dir, config, selected, known=all_cells)
         bad = [s for s in statuses if s.state != "ok"]
         for s in statuses:
             (err if s.state != "ok" else out).print(f"{'✓' if s.state == 'ok' else '✗'} {s.cell_id}: {s.state} {s.detail}", markup=False)
         if bad:
-            raise PipelineError(f"{len(bad)} lock(s) out of date with versions.toml: run `nox -s lock` and commit locks/")
+            raise PipelineError(f"{len(bad)} lock(s) do not match versions.toml or their recorded content: run `nox -s lock` and commit locks/")
         return 0
     for cell in selected:
         groups = lock.lock_cell(args.project_dir, config, cell)

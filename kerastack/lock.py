@@ -160,32 +160,78 @@ def lock_dir(root: Path, cell: Cell) -> Path:
 @dataclass(frozen=True)
 class LockStatus:
     cell_id: str
-    state: str  # ok | missing | stale
+    state: str  # ok | missing | stale | modified | corrupt
     detail: str = ""
 
 
-def status(root: Path, config: Config, cells: Sequence[Cell]) -> list[LockStatus]:
-    """Compare every cell's recorded fingerprint with versions.toml, and flag locks of removed cells."""
-    result = []
-    for cell in cells:
-        meta_file = lock_dir(root, cell) / "lock.json"
-        if not meta_file.exists():
-            result.append(LockStatus(cell.id, "missing", f"{meta_file} does not exist"))
-            continue
-        meta = json.loads(meta_file.read_text())
-        missing = [g for g in GROUPS if not (meta_file.parent / f"{g}.txt").exists()]
-        if meta.get("fingerprint") != inputs_for(config, cell).fingerprint():
-            result.append(LockStatus(cell.id, "stale", "versions.toml changed since it was locked"))
-        elif missing:
-            result.append(LockStatus(cell.id, "missing", f"group files missing: {', '.join(missing)}"))
-        else:
-            result.append(LockStatus(cell.id, "ok"))
-    wanted = {cell.id for cell in cells}
+def file_hash(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_meta(directory: Path) -> dict:
+    """A cell's lock.json; PipelineError when it is not the JSON object `nox -s lock` writes."""
+    meta_file = directory / "lock.json"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PipelineError(f"{meta_file} is corrupt ({exc}): run `nox -s lock -- id={directory.name}` to relock") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("groups"), dict) or not isinstance(meta.get("files", {}), dict):
+        raise PipelineError(f"{meta_file} is not a lock record: run `nox -s lock -- id={directory.name}` to relock")
+    return meta
+
+
+def _cell_status(root: Path, config: Config, cell: Cell) -> LockStatus:
+    directory = lock_dir(root, cell)
+    if not directory.is_dir() and directory.with_name(f".{cell.id}.old").is_dir():
+        return LockStatus(cell.id, "missing", "an interrupted lock run left its previous lock aside: run `nox -s lock` (it puts it back)")
+    if not (directory / "lock.json").exists():
+        return LockStatus(cell.id, "missing", f"{directory / 'lock.json'} does not exist")
+    try:
+        meta = read_meta(directory)
+    except PipelineError as exc:
+        return LockStatus(cell.id, "corrupt", str(exc))
+    missing = [g for g in GROUPS if not (directory / f"{g}.txt").exists()]
+    if meta.get("fingerprint") != inputs_for(config, cell).fingerprint():
+        return LockStatus(cell.id, "stale", "versions.toml changed since it was locked")
+    if missing:
+        return LockStatus(cell.id, "missing", f"group files missing: {', '.join(missing)}")
+    recorded = meta.get("files", {})
+    if not recorded:
+        return LockStatus(cell.id, "stale", "lock.json records no content hashes (an older lock): run nox -s lock")
+    modified = [f"{g}.txt" for g in GROUPS if recorded.get(f"{g}.txt") != file_hash(directory / f"{g}.txt")]
+    if modified:
+        return LockStatus(cell.id, "modified", f"{', '.join(modified)} changed since it was locked (edited by hand?): run nox -s lock")
+    return LockStatus(cell.id, "ok")
+
+
+def status(root: Path, config: Config, cells: Sequence[Cell], known: Sequence[Cell] | None = None) -> list[LockStatus]:
+    """Check the selected cells' locks (inputs and content), and flag folders of cells not in the matrix.
+
+    `known` is every cell of the matrix (default: `cells`): a filtered check never calls the locks of the
+    other cells stale. Folders starting with a dot are a lock run's staging and backups, not cells.
+    """
+    result = [_cell_status(root, config, cell) for cell in cells]
+    known_ids = {cell.id for cell in (cells if known is None else known)}
     locks = root / LOCKS_DIR
     if locks.is_dir():
-        for extra in sorted(p.name for p in locks.iterdir() if p.is_dir() and p.name not in wanted):
+        for extra in sorted(p.name for p in locks.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in known_ids):
             result.append(LockStatus(extra, "stale", "no such cell in versions.toml any more; delete the folder"))
     return result
+
+
+def recover(root: Path, cell_id: str) -> None:
+    """Finish or undo a lock run that stopped midway: the swap is two renames, so a crash between them
+    leaves the previous lock as `.ID.old` and no `ID`; put it back. Staging folders are dropped."""
+    locks = root / LOCKS_DIR
+    target, backup = locks / cell_id, locks / f".{cell_id}.old"
+    if backup.is_dir():
+        if target.is_dir():
+            shutil.rmtree(backup)  # the new lock is in place; only the old copy was left
+        else:
+            backup.rename(target)
+    for staging in locks.glob(f".{cell_id}.*"):
+        if staging != backup and staging.is_dir():
+            shutil.rmtree(staging)
 
 
 def uv_command() -> list[str]:
@@ -202,6 +248,7 @@ def uv_command() -> list[str]:
 def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
     """Resolve one cell with uv and write its group files and lock.json atomically (all or nothing)."""
     inputs = inputs_for(config, cell)
+    recover(root, cell.id)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         (tmpdir / "requirements.in").write_text("\n".join(inputs.requirements) + "\n")
@@ -230,19 +277,24 @@ def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
         "cell": cell.id,
         "format": LOCK_FORMAT,
         "fingerprint": inputs.fingerprint(),
+        "files": {f"{g}.txt": file_hash(staging / f"{g}.txt") for g in GROUPS},
         "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()},
         "groups": {g: {p.name: p.version for p in groups[g]} for g in GROUPS},
     }
     (staging / "lock.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    target = lock_dir(root, cell)
-    if target.exists():
-        backup = target.with_name(f".{cell.id}.old")
-        target.rename(backup)
-        staging.rename(target)
-        shutil.rmtree(backup)
-    else:
-        staging.rename(target)
+    swap_in(staging, lock_dir(root, cell))
     return groups
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Replace `target` with the complete folder `staging`. A directory cannot be renamed over another,
+    so the old one steps aside first; `recover` completes or undoes a swap a crash interrupted."""
+    backup = target.with_name(f".{target.name}.old")
+    if target.exists():
+        target.rename(backup)
+    staging.rename(target)
+    if backup.exists():
+        shutil.rmtree(backup)
 
 
 def _check_cuda_pins(config: Config, cell: Cell, cuda_pins: Sequence[Pin]) -> None:
@@ -266,5 +318,5 @@ def _ensure(path: Path) -> Path:
 
 def locked_versions(root: Path, cell: Cell) -> dict[str, str]:
     """name -> version of everything the cell's lock installs."""
-    meta = json.loads((lock_dir(root, cell) / "lock.json").read_text())
+    meta = read_meta(lock_dir(root, cell))
     return {name: version for group in meta["groups"].values() for name, version in group.items()}
