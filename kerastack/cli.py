@@ -199,16 +199,27 @@ def cmd_publish(args: argparse.Namespace) -> int:
         smoke_file = reports / publish.SMOKE_REPORT
         smoke = json.loads(smoke_file.read_text()) if smoke_file.exists() else {}
         cells = _report_cells(args, all_cells, selected)
-        plan = publish.plan_publish(config, all_cells, cells, load_build_report(reports), smoke, allow_dirty=args.allow_dirty, move_tags=args.stage == "all")
+        plan = publish.plan_publish(
+            config,
+            all_cells,
+            cells,
+            load_build_report(reports),
+            smoke,
+            allow_dirty=args.allow_dirty,
+            move_tags=args.stage == "all",
+            allow_untested_gpu=args.allow_untested_gpu,
+        )
     if not args.dry_run:
         engine.ensure()
     with publish.registry_client(config.registry) as client:
+        # execute() stops a failing cell and goes on; its result, pushed and not pushed, is always written.
         result = publish.execute(
             plan, client, dry_run=args.dry_run, attempts=args.retries + 1, backoff=args.backoff, log=lambda m: err.print(m, highlight=False, markup=False)
         )
     if not args.dry_run:
         name = publish.PUBLISH_REPORT if args.stage != "moving" else "moving-report.json"
         (reports / name).write_text(result.to_json())
+        err.print(f"report: {reports / name}")
     return 0 if result.ok else 1
 
 
@@ -234,10 +245,11 @@ def _pushed(args: argparse.Namespace) -> list[tuple[str, dict]]:
 def cmd_summary(args: argparse.Namespace) -> int:
     from .report import human
 
-    print("| cell | tags | digest | size |\n|---|---|---|---|")
+    ran = {True: "yes", False: "**no** (published with --allow-untested-gpu)", None: "– (CPU)"}
+    print("| cell | tags | digest | size | GPU op ran on a GPU |\n|---|---|---|---|---|")
     for cell, entry in _pushed(args):
         tags_text = "<br>".join(f"`{t}`" for t in entry["tags"])
-        print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry['size'])} |")
+        print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry['size'])} | {ran[entry.get('gpu_op_on_gpu')]} |")
     return 0
 
 
@@ -245,6 +257,22 @@ def cmd_digests(args: argparse.Namespace) -> int:
     for _, entry in _pushed(args):
         print(f"{entry['tags'][0].rsplit(':', 1)[0]}@{entry['digest']}")
     return 0
+
+
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 999")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 600")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -296,8 +324,9 @@ def parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--dry-run", action="store_true", help="show what would be pushed and moved")
     sp.add_argument("--allow-dirty", action="store_true", help="publish images built from uncommitted changes")
-    sp.add_argument("--retries", type=int, default=3, help="retries of a failed push (default 3)")
-    sp.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds, doubling (default 2)")
+    sp.add_argument("--allow-untested-gpu", action="store_true", help="publish GPU cells whose GPU op did not run on a GPU (recorded in the report)")
+    sp.add_argument("--retries", type=_count, default=3, help="retries of a failed push, 0 or more (default 3); there is always one attempt")
+    sp.add_argument("--backoff", type=_seconds, default=2.0, help="first retry delay in seconds, doubling (default 2)")
     sp = sub.add_parser("check-release-tag", help="fail unless TAG is vMAJOR.MINOR.PATCH (semver)")
     sp.add_argument("tag")
     sp.set_defaults(func=cmd_check_release_tag)

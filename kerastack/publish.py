@@ -37,6 +37,7 @@ class PushStep:
     kind: str  # immutable | cell | moving
     cell: str
     image_id: str = ""  # the image that was built and smoke-tested; the source must still be it
+    facts: dict = field(default_factory=dict, compare=False)  # recorded in the publish report, e.g. gpu_op_on_gpu
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def plan_publish(
     *,
     allow_dirty: bool = False,
     move_tags: bool = True,
+    allow_untested_gpu: bool = False,
 ) -> PublishPlan:
     """Immutable tags first, then cell tags, then moving tags, the last only when every selected cell is ready."""
     built = {c.cell: c for c in build.cells}
@@ -77,17 +79,20 @@ def plan_publish(
         elif tested.get("image_id") != result.image_id:
             held.append((cell.id, "the smoke-tested image is not the built one (rebuilt since?): run smoke again"))
         elif result.tags and result.tags[0].endswith("-dirty") and not allow_dirty:
-            held.append((cell.id, "built from a tree with uncommitted or untracked changes in the build context: commit and rebuild (or --allow-dirty)"))
+            held.append((cell.id, "built from a tree with uncommitted changes (tracked files, or untracked ones in the build context): commit and rebuild (or --allow-dirty)"))
         elif result.tags and result.tags[0].endswith("-unknown") and not allow_dirty:
             why = "built where git could not tell the revision (no git, or not a repository), so it may hold anything"
             held.append((cell.id, f"{why}: build in a git checkout (or --allow-dirty)"))
+        elif cell.is_gpu and not gpu_op_ran_on_gpu(tested) and not allow_untested_gpu:
+            held.append((cell.id, f"its GPU checks did not run on a GPU ({_gpu_skip_reason(tested)}): smoke-test it on a GPU host (or --allow-untested-gpu)"))
         else:
             ready.append(result)
 
     # Targets are named from the config, so --registry / KERASTACK_REGISTRY decide where images go.
     # The source is the image id that was built and smoke-tested, not a tag that a later build may move.
-    steps = [PushStep(_retarget(r.tags[0], config.image), r.image_id, IMMUTABLE, r.cell, r.image_id) for r in ready]
-    steps += [PushStep(_retarget(tag, config.image), r.image_id, "cell", r.cell, r.image_id) for r in ready for tag in r.tags[1:]]
+    facts = {r.cell: {"gpu_op_on_gpu": gpu_op_ran_on_gpu(smoked[r.cell]) if "-gpu" in r.cell else None} for r in ready}
+    steps = [PushStep(_retarget(r.tags[0], config.image), r.image_id, IMMUTABLE, r.cell, r.image_id, facts[r.cell]) for r in ready]
+    steps += [PushStep(_retarget(tag, config.image), r.image_id, "cell", r.cell, r.image_id, facts[r.cell]) for r in ready for tag in r.tags[1:]]
     moving_why = ""
     if not move_tags:
         moving_why = "not asked to move tags"
@@ -97,6 +102,17 @@ def plan_publish(
         owners = moving_tags(config, all_cells)
         steps += [PushStep(f"{config.image}:{tag}", r.image_id, MOVING, r.cell, r.image_id) for r in ready for tag in owners.get(r.cell, ())]
     return PublishPlan(tuple(steps), tuple(held), moving_why)
+
+
+def gpu_op_ran_on_gpu(tested: dict) -> bool:
+    """True when a GPU check of the smoke tests passed: only then did an op run on a GPU."""
+    gpu_checks = [c for c in tested.get("checks", []) if c.get("gpu")]
+    return any(c.get("outcome") == "passed" for c in gpu_checks) and not any(c.get("outcome") != "passed" for c in gpu_checks)
+
+
+def _gpu_skip_reason(tested: dict) -> str:
+    reasons = sorted({c.get("reason") or c.get("outcome", "") for c in tested.get("checks", []) if c.get("gpu") and c.get("outcome") != "passed"})
+    return "; ".join(r for r in reasons if r) or "the smoke report records no GPU check"
 
 
 def _retarget(ref: str, image: str) -> str:
@@ -123,9 +139,12 @@ def plan_moving_from_reports(config: Config, all_cells: Sequence[Cell], selected
 
 @dataclass
 class PublishResult:
-    cells: dict[str, dict] = field(default_factory=dict)
+    """What a publish did. Written as the publish report even when it stopped partway."""
+
+    cells: dict[str, dict] = field(default_factory=dict)  # cell -> pushed, tags (pushed), not_pushed {ref: why}, digest, size
     moved: dict[str, str] = field(default_factory=dict)  # moving tag -> digest
     held_back: dict[str, str] = field(default_factory=dict)
+    not_moved: dict[str, str] = field(default_factory=dict)  # moving tag -> why it stayed
     ok: bool = True
 
     def to_json(self) -> str:
@@ -161,6 +180,7 @@ def _redact(text: str, *secrets: str | None) -> str:
 
 
 def with_retries(action: Callable[[], None], what: str, attempts: int, backoff: float, log: Callable[[str], None]) -> None:
+    attempts = max(1, attempts)  # zero attempts would report success for work never done
     for attempt in range(1, attempts + 1):
         try:
             action()
@@ -174,13 +194,44 @@ def with_retries(action: Callable[[], None], what: str, attempts: int, backoff: 
             time.sleep(delay)
 
 
-def remote_digest(client: DockerClient, ref: str) -> str | None:
-    """The manifest digest a tag has in the registry, or None when it cannot be read there."""
+@dataclass(frozen=True)
+class RemoteImage:
+    manifest_digest: str  # what the tag points at
+    config_digest: str  # the image's config: equal to the local image id when the content is the same
+
+
+def _inspect(client: DockerClient, ref: str, *args: str) -> str | None:
+    """`imagetools inspect`; None only when the registry says the tag does not exist. Anything else
+    (network, auth, server errors) raises: a guard that cannot read the tag must not assume it is free."""
     try:
-        out = run_docker(client.docker_cmd + ["buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest.Digest}}"])
-    except DockerException:
+        return run_docker(client.docker_cmd + ["buildx", "imagetools", "inspect", ref, *args])
+    except DockerException as exc:
+        message = (str(exc.stderr or exc).strip().splitlines() or ["unknown error"])[-1]
+        if message.rstrip().endswith(f"{ref}: not found"):
+            return None
+        raise PipelineError(f"cannot read {ref} from the registry ({message}): not pushing over a tag whose state is unknown") from None
+
+
+def remote_image(client: DockerClient, ref: str) -> RemoteImage | None:
+    """What a tag holds in the registry (linux/amd64 for an index), or None when it does not exist."""
+    described = _inspect(client, ref, "--format", "{{json .Manifest}}")
+    if described is None:
         return None
-    return json.loads(out)
+    raw = _inspect(client, ref, "--raw")
+    try:
+        manifest_digest = json.loads(described)["digest"]
+        manifest = json.loads(raw or "")
+        if "manifests" in manifest:  # an index: the platform this project builds
+            (entry,) = [m for m in manifest["manifests"] if m.get("platform", {}).get("architecture") == "amd64"]
+            manifest = json.loads(_inspect(client, f"{ref.rsplit(':', 1)[0]}@{entry['digest']}", "--raw") or "")
+        return RemoteImage(manifest_digest, manifest["config"]["digest"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"cannot understand the manifest of {ref} ({exc!r}): not pushing over it") from None
+
+
+def remote_digest(client: DockerClient, ref: str) -> str | None:
+    found = remote_image(client, ref)
+    return found.manifest_digest if found else None
 
 
 def execute(
@@ -198,17 +249,39 @@ def execute(
     if plan.moving_held_back:
         log(f"moving tags stay where they are: {plan.moving_held_back}")
     for step in plan.steps:
-        entry = result.cells.setdefault(step.cell, {"pushed": False, "tags": [], "digest": "", "size": 0})
+        if step.kind == MOVING:
+            entry = None
+        else:
+            entry = result.cells.setdefault(step.cell, {"pushed": False, "tags": [], "not_pushed": {}, "digest": "", "size": 0, **step.facts})
         if dry_run:
             log(f"would {'move' if step.kind == MOVING else 'push'} {step.ref}  ({step.kind})")
             continue
-        if step.kind == MOVING and "@" in step.source:
-            with_retries(lambda s=step: client.buildx.imagetools.create(sources=[s.source], tags=[s.ref]), f"moving {step.ref}", attempts, backoff, log)
-            result.moved[step.ref] = step.source.split("@", 1)[1]
-            log(f"moved {step.ref} -> {step.source}")
+        stopped = [c for c, e in result.cells.items() if e.get("error")]
+        if entry is not None and entry.get("error"):
+            entry["not_pushed"][step.ref] = "an earlier tag of this cell failed"
             continue
-        digest = _push_tag(client, step, attempts, backoff, log)
-        if step.kind == MOVING:
+        if entry is None and stopped:
+            result.not_moved[step.ref] = f"cell(s) {', '.join(stopped)} failed, so no moving tag moves"
+            continue
+        try:
+            if step.kind == MOVING and "@" in step.source:
+                with_retries(lambda s=step: client.buildx.imagetools.create(sources=[s.source], tags=[s.ref]), f"moving {step.ref}", attempts, backoff, log)
+                result.moved[step.ref] = step.source.split("@", 1)[1]
+                log(f"moved {step.ref} -> {step.source}")
+                continue
+            digest = _push_tag(client, step, attempts, backoff, log)
+        except PipelineError as exc:
+            # This cell stops here; others go on. Moving tags then stay, since a cell is missing.
+            log(f"stopped {step.cell} at {step.ref}: {exc}")
+            result.ok = False
+            if entry is None:
+                result.not_moved[step.ref] = str(exc)
+                continue
+            entry["error"] = str(exc)
+            entry["not_pushed"][step.ref] = str(exc)
+            result.held_back[step.cell] = str(exc)
+            continue
+        if entry is None:
             result.moved[step.ref] = digest
             log(f"moved {step.ref} -> {digest}")
         else:
@@ -232,22 +305,23 @@ def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: floa
     if step.image_id and local_id != step.image_id:
         raise PipelineError(f"{step.cell}: {step.source} is no longer the image that was built and smoke-tested (rebuilt since?): run smoke again")
     if step.kind == IMMUTABLE:
-        existing = remote_digest(client, step.ref)
+        existing = remote_image(client, step.ref)
         if existing is not None:
-            mine = _local_digest(client, step.source, repository)
-            if mine != existing:
+            # The registry's own record decides, not this engine's RepoDigests (a fresh runner has none):
+            # the same config digest is the same image.
+            if existing.config_digest != local_id:
                 raise PipelineError(
-                    f"{step.ref} already exists in the registry with digest {existing}; immutable tags never move. "
-                    "Rebuild from a new commit to get a new immutable tag."
+                    f"{step.ref} already exists in the registry with other content (image {existing.config_digest[:19]}, "
+                    f"this one is {local_id[:19]}); immutable tags never move. Rebuild from a new commit to get a new immutable tag."
                 )
-            log(f"{step.ref} is already in the registry with this digest; skipping")
-            return existing
+            log(f"{step.ref} is already in the registry with this content ({existing.manifest_digest}); not pushing it again")
+            return existing.manifest_digest
     if step.ref != step.source:
         client.image.tag(step.source, step.ref)
     with_retries(lambda: client.image.push(step.ref, quiet=True), f"pushing {step.ref}", attempts, backoff, log)
-    digest = _local_digest(client, step.ref, repository)
+    digest = _local_digest(client, step.ref, repository) or remote_digest(client, step.ref)
     if digest is None:
-        raise PipelineError(f"pushed {step.ref} but the engine recorded no digest for it (image {local_id[:19]})")
+        raise PipelineError(f"pushed {step.ref} but the registry does not show it (image {local_id[:19]})")
     return digest
 
 

@@ -171,13 +171,20 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     callspec = getattr(report, "cell_id", None)
     if callspec is None:
         return
-    entry = _results.setdefault(callspec, {"passed": 0, "failed": [], "skipped": 0})
+    entry = _results.setdefault(callspec, {"passed": 0, "failed": [], "skipped": 0, "checks": []})
+    outcome = ""
     if report.failed:
         entry["failed"].append(report.nodeid)
+        outcome = "failed"
     elif report.when == "call" and report.passed:
         entry["passed"] += 1
+        outcome = "passed"
     elif report.skipped:
         entry["skipped"] += 1
+        outcome = "skipped"
+    if outcome:  # every check with its outcome and, for a skip, why: publish decides from these
+        reason = report.longrepr[2] if outcome == "skipped" and isinstance(report.longrepr, tuple) else ""
+        entry["checks"].append({"test": report.nodeid, "outcome": outcome, "reason": reason.removeprefix("Skipped: "), "gpu": report.gpu_check})
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -187,6 +194,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     callspec = getattr(item, "callspec", None)
     if callspec is not None and isinstance(callspec.params.get("cell_id"), str):
         report.cell_id = callspec.params["cell_id"]
+        report.gpu_check = item.get_closest_marker("gpu") is not None  # needs a GPU to mean anything
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from python_on_whales import DockerException
 
-from kerastack import config, matrix, publish
+from kerastack import cli, config, matrix, publish
 from kerastack.errors import PipelineError
 from kerastack.report import BuildReport, CellReport
 from tests.conftest import ROOT
@@ -141,3 +143,89 @@ def test_retries_transient_errors_with_backoff_and_stops_on_auth_errors():
 def test_registry_credentials_must_come_in_pairs():
     with pytest.raises(PipelineError, match="REGISTRY_USER and REGISTRY_PASSWORD"), publish.registry_client("127.0.0.1:5000", {"REGISTRY_USER": "me"}):
         pass
+
+
+# ---------------------------------------------------------------- fail closed: GPU honesty, unknown revisions, retries
+
+SKIPPED_GPU_OP = {
+    "test": "tests/smoke/test_gpu.py::test_an_op_runs_on_the_gpu[x]",
+    "outcome": "skipped",
+    "reason": "no GPU on this host: Docker has no NVIDIA runtime",
+    "gpu": True,
+}
+
+
+def gpu_smoke(outcome: str) -> dict:
+    result = smoke(GPU)
+    result["cells"][GPU]["checks"] = [{**SKIPPED_GPU_OP, "outcome": outcome, "reason": SKIPPED_GPU_OP["reason"] if outcome == "skipped" else ""}]
+    return result
+
+
+def test_a_gpu_cell_whose_gpu_op_was_skipped_is_held_back_with_the_reason(cfg, cells):
+    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("skipped"))
+    assert plan.steps == ()
+    why = dict(plan.held_back)[GPU]
+    assert "did not run on a GPU" in why and "no GPU on this host" in why and "--allow-untested-gpu" in why
+
+
+def test_a_gpu_cell_without_any_recorded_gpu_check_is_held_back(cfg, cells):
+    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), smoke(GPU))
+    assert "records no GPU check" in dict(plan.held_back)[GPU]
+
+
+def test_allow_untested_gpu_publishes_and_records_that_the_op_did_not_run_on_a_gpu(cfg, cells):
+    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("skipped"), allow_untested_gpu=True)
+    assert plan.held_back == () and plan.steps
+    assert {s.facts["gpu_op_on_gpu"] for s in plan.steps if s.kind != "moving"} == {False}
+
+
+def test_a_gpu_cell_whose_gpu_op_passed_is_published_as_tested_on_a_gpu(cfg, cells):
+    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("passed"))
+    assert plan.held_back == () and {s.facts["gpu_op_on_gpu"] for s in plan.steps if s.kind != "moving"} == {True}
+
+
+def test_cpu_cells_need_no_gpu_check(cfg, cells):
+    plan = publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311)), smoke(CPU311))
+    assert plan.held_back == () and {s.facts["gpu_op_on_gpu"] for s in plan.steps if s.kind != "moving"} == {None}
+
+
+def test_an_unknown_revision_is_held_back_unless_allow_dirty(cfg, cells):
+    plan = publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "unknown")), smoke(CPU311))
+    why = dict(plan.held_back)[CPU311]
+    assert "git could not tell the revision" in why and "--allow-dirty" in why
+    assert publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "unknown")), smoke(CPU311), allow_dirty=True).held_back == ()
+
+
+def test_zero_attempts_still_makes_one_attempt():
+    calls = []
+    publish.with_retries(lambda: calls.append(1), "pushing x", attempts=0, backoff=0, log=print)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "x", "\u0663", "99999999999999999999"])
+def test_publish_refuses_a_bad_retries_value_with_exit_2(capsys, value):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["publish", "--retries", value, "--dry-run"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--retries" in err and "whole number" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_publish_refuses_a_bad_backoff_value_with_exit_2(capsys, value):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["publish", "--backoff", value, "--dry-run"])
+    assert info.value.code == 2
+
+
+def test_the_release_summary_says_whether_the_gpu_op_ran_on_a_gpu(tmp_path, capsys):
+    entry = {"pushed": True, "tags": ["r/i:t"], "digest": "sha256:" + "a" * 64, "size": 10}
+    cells_ = {
+        GPU: {**entry, "gpu_op_on_gpu": False},
+        CPU311: {**entry, "gpu_op_on_gpu": None},
+        "tf2.21.0-py3.13-gpu-cuda12.9": {**entry, "gpu_op_on_gpu": True},
+    }
+    (tmp_path / "publish-report.json").write_text(json.dumps({"cells": cells_}))
+    assert cli.main(["summary", "--reports", str(tmp_path)]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows[GPU].startswith("**no**") and rows["tf2.21.0-py3.13-gpu-cuda12.9"] == "yes" and rows[CPU311].startswith("–")

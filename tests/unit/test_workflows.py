@@ -369,3 +369,14 @@ def test_release_runs_only_after_every_cell_succeeded() -> None:
     condition = re.sub(r"\s+", " ", str(job.get("if", "")))
     assert "needs.cell.result == 'success'" in condition, f"release must run only when every cell succeeded, got if: {condition!r}"
     assert (release["cell"].get("strategy") or {}).get("fail-fast") is False, "one failing cell must not cancel the others (their reports still matter)"
+
+
+def test_untested_gpu_cells_are_published_only_from_an_explicit_dispatch_input() -> None:
+    text = (WORKFLOW_DIR / "release.yml").read_text()
+    data = load(WORKFLOW_DIR / "release.yml")
+    dispatch = (data.get("on") or data.get(True))["workflow_dispatch"]["inputs"]
+    assert dispatch["allow_untested_gpu"]["type"] == "boolean" and dispatch["allow_untested_gpu"]["default"] is False
+    assert data["env"]["ALLOW_UNTESTED_GPU"] == "${{ github.event_name == 'workflow_dispatch' && inputs.allow_untested_gpu == true }}"
+    flag_lines = [line.strip() for line in text.splitlines() if "--allow-untested-gpu" in line]
+    assert flag_lines == ['if [[ "${ALLOW_UNTESTED_GPU}" == true ]]; then args+=(--allow-untested-gpu); fi'], flag_lines
+    assert "--allow-untested-gpu" not in (WORKFLOW_DIR / "ci.yml").read_text()
