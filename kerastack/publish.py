@@ -79,7 +79,12 @@ def plan_publish(
         elif tested.get("image_id") != result.image_id:
             held.append((cell.id, "the smoke-tested image is not the built one (rebuilt since?): run smoke again"))
         elif result.tags and result.tags[0].endswith("-dirty") and not allow_dirty:
-            held.append((cell.id, "built from a tree with uncommitted changes (tracked files, or untracked ones in the build context): commit and rebuild (or --allow-dirty)"))
+            held.append(
+                (
+                    cell.id,
+                    "built from a tree with uncommitted changes (tracked files, or untracked ones in the build context): commit and rebuild (or --allow-dirty)",
+                )
+            )
         elif result.tags and result.tags[0].endswith("-unknown") and not allow_dirty:
             why = "built where git could not tell the revision (no git, or not a repository), so it may hold anything"
             held.append((cell.id, f"{why}: build in a git checkout (or --allow-dirty)"))
@@ -269,7 +274,7 @@ def execute(
                 result.moved[step.ref] = step.source.split("@", 1)[1]
                 log(f"moved {step.ref} -> {step.source}")
                 continue
-            digest = _push_tag(client, step, attempts, backoff, log)
+            digest, pushed = _push_tag(client, step, attempts, backoff, log)
         except PipelineError as exc:
             # This cell stops here; others go on. Moving tags then stay, since a cell is missing.
             log(f"stopped {step.cell} at {step.ref}: {exc}")
@@ -289,7 +294,7 @@ def execute(
             entry["digest"] = digest
             entry["size"] = int(client.image.inspect(step.source).size)
             entry["pushed"] = step.kind == "cell" or entry["pushed"]
-            log(f"pushed {step.ref} ({step.kind}) {digest}")
+            log(f"{'pushed' if pushed else 'kept'} {step.ref} ({step.kind}) {digest}")
     for cell, entry in result.cells.items():
         if not dry_run and not entry["pushed"]:
             result.ok = False
@@ -297,7 +302,8 @@ def execute(
     return result
 
 
-def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: float, log: Callable[[str], None]) -> str:
+def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: float, log: Callable[[str], None]) -> tuple[str, bool]:
+    """Push one tag; (its digest in the registry, whether it was pushed now or was already there)."""
     repository = step.ref.rsplit(":", 1)[0]
     if not client.image.exists(step.source):
         raise PipelineError(f"{step.cell}: the built image {step.source[:19]} is no longer in the engine: rebuild and smoke-test it again")
@@ -315,14 +321,14 @@ def _push_tag(client: DockerClient, step: PushStep, attempts: int, backoff: floa
                     f"this one is {local_id[:19]}); immutable tags never move. Rebuild from a new commit to get a new immutable tag."
                 )
             log(f"{step.ref} is already in the registry with this content ({existing.manifest_digest}); not pushing it again")
-            return existing.manifest_digest
+            return existing.manifest_digest, False
     if step.ref != step.source:
         client.image.tag(step.source, step.ref)
     with_retries(lambda: client.image.push(step.ref, quiet=True), f"pushing {step.ref}", attempts, backoff, log)
     digest = _local_digest(client, step.ref, repository) or remote_digest(client, step.ref)
     if digest is None:
         raise PipelineError(f"pushed {step.ref} but the registry does not show it (image {local_id[:19]})")
-    return digest
+    return digest, True
 
 
 def _local_digest(client: DockerClient, ref: str, repository: str) -> str | None:

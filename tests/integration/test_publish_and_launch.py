@@ -63,6 +63,7 @@ def published(tmp_path_factory, reports):
     code, rerun_output = run_to_end(publish(registry, reports))
     yield {"registry": registry, "interrupted": interrupted, "tags_after_failure": tags_after_failure, "rerun": (code, rerun_output), "reports": reports}
     registry.stop()
+    registry.remove_local_tags()
 
 
 def test_a_publish_cut_short_moves_no_tag(published):
@@ -77,7 +78,7 @@ def test_a_publish_cut_short_moves_no_tag(published):
 def test_the_rerun_completes_the_publish(published):
     code, output = published["rerun"]
     assert code == 0, output
-    assert "already in the registry with this digest; skipping" in output
+    assert "is already in the registry with this content" in output and "not pushing it again" in output
     tags = published["registry"].tags(REPOSITORY)
     built = json.loads((published["reports"] / "build-report.json").read_text())["cells"]
     expected = {t.rsplit(":", 1)[1] for c in built for t in c["tags"]} | {"latest", "2.21-cpu"}
@@ -165,6 +166,7 @@ def test_publish_with_basic_auth_keeps_the_password_out_of_logs_and_reports(repo
         assert registry.host not in (docker_config.read_text() if docker_config.exists() else "")
     finally:
         registry.stop()
+        registry.remove_local_tags()
 
 
 # ---------------------------------------------------------------- the launcher pulls and runs
