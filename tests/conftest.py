@@ -67,7 +67,34 @@ def docker_engine():
 _built: dict[str, str] = {}
 _build_results: dict = {}  # cell id -> CellReport of the build this session made
 _tested_ids: dict[str, str] = {}  # cell id -> the image id the smoke tests ran against
-_immutable_refs: list[str] = []
+# What this session's builds made, and nothing else: removed at the end by exact tag or id.
+_made_tags: set[str] = set()  # immutable tags (the cell tags stay: they are the next run's cache)
+_replaced_ids: set[str] = set()  # images a cell tag pointed at before this session rebuilt the cell
+
+
+def track_build(cells) -> None:
+    """Record what a build made, from its report's cells (CellReport objects or their JSON)."""
+    for cell in cells:
+        fields = cell if isinstance(cell, dict) else vars(cell)
+        if fields.get("status") == "built" and fields.get("tags"):
+            _made_tags.add(fields["tags"][0])
+        if fields.get("previous_image_id"):
+            _replaced_ids.add(fields["previous_image_id"])
+
+
+def remove_made_images(tags: set[str], replaced_ids: set[str]) -> None:
+    """Untag exactly `tags`; then remove each of `replaced_ids` only if nothing tags it any more."""
+    from python_on_whales import DockerException, docker
+
+    from kerastack.docker_client import remove_images
+
+    remove_images(sorted(tags))
+    for image_id in sorted(replaced_ids):
+        try:
+            if not docker.image.inspect(image_id).repo_tags:
+                docker.image.remove(image_id, force=False)
+        except DockerException:
+            pass  # gone already, or a container still uses it: not ours to force
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +127,9 @@ def cell_image(request: pytest.FixtureRequest, cell_id: str, docker_engine, proj
                 report_dir=tmp_path_factory.mktemp(f"build-{cell_id}"),
             )
         )
+        track_build(report.cells)
         assert report.ok, f"building {cell_id} failed: {report.cells[0].error}"
         _build_results[cell_id] = report.cells[0]
-        _immutable_refs.extend(t for t in report.cells[0].tags if t != ref)
     _built[cell_id] = ref
     _tested_ids[cell_id] = docker.image.inspect(ref).id
     return ref
@@ -198,21 +225,13 @@ def pytest_runtest_makereport(item: pytest.Item, call):
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from python_on_whales import docker
-
     _write_smoke_report(session)
-    # Keep the cell tags (the cache the next run starts from); drop this run's immutable tags and the
-    # images earlier runs left untagged, so the disk use stays at one image per cell.
-    if _built:
-        from kerastack.build import current_stamp
-        from kerastack.docker_client import remove_images
-
-        # Every build of this session (fixtures and CLI runs alike) tagged its images with this stamp.
-        suffix = "-" + current_stamp(ROOT)[0].suffix
-        session_tags = [t for image in docker.image.list() for t in image.repo_tags if t.endswith(suffix)]
-        remove_images(sorted(set(session_tags) | set(_immutable_refs)))
-        docker.image.prune(filters=[("label", "io.kerastack.cell"), ("dangling", "true")])
-    if _built:
+    # Keep the cell tags (the cache the next run starts from); drop the immutable tags this session's
+    # builds made and the images they replaced, by exact tag and id: a user's own builds of the same
+    # commit and day, and their untagged images, are not ours to remove.
+    if _made_tags or _replaced_ids:
+        remove_made_images(_made_tags, _replaced_ids)
+    if _built or _made_tags:
         # GPU builds leave gigabytes of stage snapshots and pip caches; the disk is shared with later runs.
         from kerastack.docker_client import prune_build_cache
 

@@ -21,14 +21,19 @@ from python_on_whales.utils import run as run_docker
 from kerastack import base_images, ca, config, docker_client, matrix
 from kerastack.build import current_stamp
 from kerastack.plan import plan_cell
-from tests.conftest import ROOT
+from tests.conftest import ROOT, track_build
 
 pytestmark = pytest.mark.docker
 DEFAULT_CPU = "tf2.21.0-py3.11-cpu"
 
 
 def kerastack(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kerastack", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+    result = subprocess.run([sys.executable, "-m", "kerastack", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+    if "build" in args and "--report-dir" in args:  # the session removes what this build made, and only that
+        report = Path(args[args.index("--report-dir") + 1]) / "build-report.json"
+        if report.exists():
+            track_build(json.loads(report.read_text())["cells"])
+    return result
 
 
 def remove_repository(repository: str) -> None:
