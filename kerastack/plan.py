@@ -60,6 +60,9 @@ class BuildPlan:
         }
 
 
+GPU_OP_LABEL = "not known at build time; the publish report (gpu_op_on_gpu) and the release summary record it per digest"
+
+
 def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp, base_image: str, created: str) -> BuildPlan:
     """`base_image` is the base actually used (official or bootstrapped); `created` an RFC 3339 time."""
     r = resolve(config, cell)
@@ -94,6 +97,8 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
             f"{LABEL_PREFIX}.cudnn.version": str(r.cuda.cudnn),
             f"{LABEL_PREFIX}.cuda.wheels": ",".join(f"{name}=={version}" for name, version in r.cuda.wheels),
             f"{LABEL_PREFIX}.nvidia.driver.min": r.cuda.min_driver,
+            # Labels are fixed at build time, before any test runs: this one can only say where the answer is.
+            f"{LABEL_PREFIX}.gpu-op.ran-on-gpu": GPU_OP_LABEL,
         }
     return BuildPlan(
         cell=cell,

@@ -39,6 +39,7 @@ GPU_ONLY = (
     "io.kerastack.cudnn.version",
     "io.kerastack.cuda.wheels",
     "io.kerastack.nvidia.driver.min",
+    "io.kerastack.gpu-op.ran-on-gpu",
 )
 
 
