@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kerastack import cli, config, matrix
+from kerastack import cli, config, matrix, tags
 from kerastack.errors import ConfigError
+from kerastack.tags import BuildStamp
 from kerastack.versions import Version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,8 +82,8 @@ def test_an_integer_of_thousands_of_digits_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize(
     "old, new, key",
     [
-        ('keras = "3.12.4"', 'keras = "3.\u0661\u0662.4"', 'tensorflow."2.21.0".keras'),  # Arabic-Indic digits
-        ('keras = "3.12.4"', 'keras = "3.\uff11\uff12.4"', 'tensorflow."2.21.0".keras'),  # full-width digits
+        ('keras = "3.12.4"', 'keras = "3.1\u0662.4"', 'tensorflow."2.21.0".keras'),  # Arabic-Indic digits
+        ('keras = "3.12.4"', 'keras = "3.1\uff12.4"', 'tensorflow."2.21.0".keras'),  # full-width digits
         ('keras = "3.12.4"', f'keras = "3.{"1" * 60}.4"', 'tensorflow."2.21.0".keras'),
         ('cudnn = "9.3"\nmin', 'cudnn = "9.33333333333333333333333"\nmin', 'cuda."12.5".cudnn'),
     ],
@@ -92,8 +93,14 @@ def test_versions_with_non_ascii_digits_or_absurd_length_are_refused(tmp_path, c
     assert_refused(capsys, write(tmp_path, edit(old, new)), key, "malformed version")
 
 
+@pytest.mark.parametrize("version", ["3.1\u0663", "3.1\uff13", "3.13" + "0" * 40], ids=["arabic-digit", "fullwidth-digit", "long"])
+def test_a_python_version_that_would_reach_the_tags_is_refused(tmp_path, capsys, version):
+    """Every "3.13" (axis, table, ranges) replaced: the old code took it up to the tag code's assertion."""
+    assert_refused(capsys, write(tmp_path, REAL.replace('"3.13"', f'"{version}"')), 'tensorflow."2.20.0".python.max', "malformed version")
+
+
 def test_non_ascii_or_long_version_never_reaches_the_tag_code():
-    for text in ("2.\u0662\u0661.0", "2." + "1" * 30 + ".0"):
+    for text in ("2.2\u0661.0", "2." + "1" * 30 + ".0"):
         with pytest.raises(ValueError, match="ASCII digits"):
             Version(text)
 
@@ -205,10 +212,15 @@ PROPERTY = settings(max_examples=150, deadline=None, database=None, suppress_hea
 
 
 def _config_or_clear_error(path: Path) -> None:
+    """Load, expand the matrix and make every tag (where bad versions used to end in an AssertionError)."""
     try:
-        matrix.cells(config.load(path))
+        cfg = config.load(path)
+        cells = matrix.cells(cfg)
     except ConfigError as exc:
         assert exc.fix.strip() and str(path) in str(exc)
+        return
+    for cell in cells:
+        tags.tags_for(cfg, cells, cell, BuildStamp("20261125", "abc1234"))
 
 
 @PROPERTY
@@ -249,9 +261,15 @@ def test_random_toml_gives_a_config_or_a_clear_error(tmp_path_factory, document)
 
 
 @PROPERTY
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30) | st.from_regex(r"[0-9.]{1,40}", fullmatch=True))
+@given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
+    | st.from_regex(r"[0-9.]{1,40}", fullmatch=True)
+    | st.from_regex("[1-9][0-9\u0660-\u0669\uff10-\uff19\u0966-\u096f]{0,3}(\\.[1-9][0-9\u0660-\u0669]{0,3}){0,3}", fullmatch=True)
+    | st.from_regex(r"[1-9][0-9]{20,80}(\.[0-9]{1,3}){0,2}", fullmatch=True)
+)
 def test_random_versions_in_every_version_key_give_a_config_or_a_clear_error(tmp_path_factory, version):
     quoted = '"' + version.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+    _config_or_clear_error(write(tmp_path_factory.mktemp("version"), REAL.replace('"3.13"', quoted)))  # reaches the tags
     for old in ('keras = "3.12.4"', 'cudnn = "9.3"\nmin', 'tensorflow = "2.21.0"\npython = "3.11"', '"nvidia-cublas-cu12" = "12.5.3.2"'):
         new = old.replace('"3.12.4"', quoted).replace('"9.3"', quoted).replace('"2.21.0"', quoted).replace('"12.5.3.2"', quoted)
         _config_or_clear_error(write(tmp_path_factory.mktemp("version"), edit(old, new)))
@@ -263,9 +281,6 @@ def test_the_cli_on_random_files_and_filters_exits_0_or_2_without_a_traceback(tm
     path = write(tmp_path_factory.mktemp("cli"), data)
     code, out, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "--config", str(path), "tags", *[w for w in words if not w.startswith("-")])
     assert code in (0, 2) and "Traceback" not in err
-
-
-# ---------------------------------------------------------------- the reference grammar at the door
 
 
 @pytest.mark.parametrize("key", ["--registry", "--repository"])
