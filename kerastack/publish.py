@@ -95,7 +95,8 @@ def plan_publish(
 
     # Targets are named from the config, so --registry / KERASTACK_REGISTRY decide where images go.
     # The source is the image id that was built and smoke-tested, not a tag that a later build may move.
-    facts = {r.cell: {"gpu_op_on_gpu": gpu_op_ran_on_gpu(smoked[r.cell]) if "-gpu" in r.cell else None} for r in ready}
+    gpu_cells = {cell.id for cell in selected if cell.is_gpu}
+    facts = {r.cell: {"gpu_op_on_gpu": gpu_op_ran_on_gpu(smoked[r.cell]) if r.cell in gpu_cells else None} for r in ready}
     steps = [PushStep(_retarget(r.tags[0], config.image), r.image_id, IMMUTABLE, r.cell, r.image_id, facts[r.cell]) for r in ready]
     steps += [PushStep(_retarget(tag, config.image), r.image_id, "cell", r.cell, r.image_id, facts[r.cell]) for r in ready for tag in r.tags[1:]]
     moving_why = ""
