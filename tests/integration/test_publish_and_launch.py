@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,7 +107,8 @@ def test_moving_tags_point_at_the_newest_default_cell_and_digests_are_recorded(p
 
 def test_an_existing_immutable_tag_is_never_overwritten(published, tmp_path):
     registry = published["registry"]
-    reports = published["reports"]
+    reports = tmp_path / "reports"  # a copy: this run's publish report must not replace the shared one
+    shutil.copytree(published["reports"], reports)
     built = json.loads((reports / "build-report.json").read_text())
     immutable = built["cells"][1]["tags"][0].rsplit(":", 1)[1]
     # Point the second cell's immutable tag at another image in the registry, then publish again.
@@ -118,6 +120,8 @@ def test_an_existing_immutable_tag_is_never_overwritten(published, tmp_path):
         code, output = run_to_end(publish(registry, reports))
         assert code != 0 and "immutable tags never move" in output, output
         assert registry.digest(REPOSITORY, "latest") == before
+        refused = json.loads((reports / "publish-report.json").read_text())["cells"][built["cells"][1]["cell"]]
+        assert refused["pushed"] is False and "immutable tags never move" in refused["error"]
     finally:
         docker.image.tag(built["cells"][1]["image_id"], target)  # the local tag back on its own image
 
