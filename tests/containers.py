@@ -76,8 +76,10 @@ def jupyter_container(
         options["user"] = "root"
         env |= {"KERAS_UID": str(uid), "KERAS_GID": str(uid)}
     volumes = [(str(src), "/src")] if src else []
-    container = docker.run(image, detach=True, publish=[(f"127.0.0.1:{port}", container_port)], envs=env, volumes=volumes, labels={LABEL: "1"}, **options)
+    # Created first, started inside the try: a start that fails (a port taken meanwhile) leaves no container behind.
+    container = docker.container.create(image, publish=[(f"127.0.0.1:{port}", container_port)], envs=env, volumes=volumes, labels={LABEL: "1"}, **options)
     try:
+        docker.container.start(container)
         if wait:
             health = wait_healthy(container)
             if health != "healthy":

@@ -90,8 +90,9 @@ def test_jupyter_refuses_requests_without_the_token(cell_id, running):
 
 def refuses_to_start(image: str, message: str, **run_options) -> bool:
     """The container exits non-zero and says why, instead of serving Jupyter unsafely."""
-    container = docker.run(image, detach=True, **run_options)
+    container = docker.container.create(image, **run_options)
     try:
+        docker.container.start(container)
         return docker.container.wait(container) != 0 and message in docker.container.logs(container)
     finally:
         docker.container.remove(container, force=True, volumes=True)
