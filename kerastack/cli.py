@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import config as config_module
-from . import engine, lock, matrix, tags
+from . import engine, layers, lock, matrix, tags
 from .build import current_stamp
 from .errors import PipelineError
 from .plan import plan_cell
@@ -84,6 +84,35 @@ def cmd_lock(args: argparse.Namespace) -> int:
     for cell in selected:
         groups = lock.lock_cell(args.project_dir, config, cell)
         out.print(f"✓ {cell.id}: " + ", ".join(f"{g} {len(p)}" for g, p in groups.items()))
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    from . import changes
+
+    _, all_cells, selected = _load(args)
+    cells_needed = {c for c in selected} | {p for c in selected if (p := layers.previous_release(c, all_cells))}
+    missing = [c.id for c in sorted(cells_needed) if not (lock.lock_dir(args.project_dir, c) / "lock.json").exists()]
+    if missing:
+        raise PipelineError(f"no lock files for {', '.join(missing)}: run `nox -s lock` first")
+    manifest = None
+    if args.manifest:
+        manifest = (args.manifest, *changes.read_manifest(Path(args.manifest)))
+    result = changes.comparisons(selected, all_cells, lambda cell: lock.locked_versions(args.project_dir, cell), manifest)
+    if args.markdown:
+        print(changes.to_markdown(result), end="")
+        return 0
+    for comparison in result:
+        rows = changes.to_text_rows(comparison)
+        print(changes.summary_line(comparison))
+        if not rows:
+            continue
+        table = Table()
+        for column in ("change", "package", "from", "to"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
     return 0
 
 
@@ -268,6 +297,9 @@ def parser() -> argparse.ArgumentParser:
     command("tags", cmd_tags, "show each cell's tags and which of them move")
     sp = command("lock", cmd_lock, "resolve hash-pinned lock files per cell into locks/ (needs PyPI)")
     sp.add_argument("--check", action="store_true", help="fail when versions.toml changed since the locks were made")
+    sp = command("changes", cmd_changes, "per cell, the packages added/removed/upgraded/downgraded since the previous TensorFlow release")
+    sp.add_argument("--manifest", help="also compare with a published manifest (reports/manifests/<cell>.json or the image's)")
+    sp.add_argument("--markdown", action="store_true", help="Markdown for a release summary instead of tables")
     sp = command("engine", cmd_engine, "make sure a Docker engine with buildx runs (installs it as root)")
     sp.add_argument("--check", action="store_true", help="only check; never install")
     command("base-images", cmd_base_images, "pull or bootstrap the base image of each selected Python")

@@ -102,6 +102,7 @@ class Config:
     repository: str
     defaults: Defaults
     jupyter_packages: tuple[str, ...]
+    science_packages: tuple[str, ...]
     tensorflow: dict[Version, TensorFlowRelease]
     python: dict[Version, PythonVersion]
     cuda: dict[Version, CudaVersion]
@@ -209,6 +210,7 @@ def parse(text: str, file: str = "versions.toml") -> Config:
             "registry": "[registry] host and repository",
             "defaults": "[defaults] tensorflow, python, cuda",
             "jupyter": "[jupyter] packages",
+            "science": "[science] packages",
             "tensorflow": '[tensorflow."X.Y.Z"] releases',
             "python": '[python."X.Y"] versions',
             "cuda": '[cuda."X.Y"] versions',
@@ -228,13 +230,17 @@ def parse(text: str, file: str = "versions.toml") -> Config:
     if not _REPOSITORY.fullmatch(repository):
         raise r.fail("registry.repository", f"{repository!r} is not a valid repository", 'use lowercase path components, e.g. "kerastack/keras-jupyter"')
 
-    jupyter = r.table(top["jupyter"], "jupyter", {"packages": "requirements for the Jupyter layer"}, ("packages",))
-    packages = jupyter["packages"]
-    if not isinstance(packages, list) or not packages:
-        raise r.fail("jupyter.packages", "expected a non-empty list of requirements", 'write e.g. ["jupyterlab>=4.4,<5"]')
-    for i, requirement in enumerate(packages):
-        if not isinstance(requirement, str) or not _REQUIREMENT.fullmatch(requirement):
-            raise r.fail(f"jupyter.packages[{i}]", f"{requirement!r} is not a requirement", 'write "name" or "name>=1.0,<2"')
+    jupyter_packages = _package_group(r, top["jupyter"], "jupyter", "the Jupyter layer", "jupyterlab>=4.4,<5")
+    # Optional: without [science] the science layer is empty.
+    science_packages = _package_group(r, top["science"], "science", "the scientific Python layer", "pandas>=2.2,<3") if "science" in top else ()
+    jupyter_names = {_requirement_name(p): i for i, p in enumerate(jupyter_packages)}
+    for i, requirement in enumerate(science_packages):
+        if _requirement_name(requirement) in jupyter_names:
+            raise r.fail(
+                f"science.packages[{i}]",
+                f"{_requirement_name(requirement)} is also in jupyter.packages[{jupyter_names[_requirement_name(requirement)]}]",
+                "list each package in one group only",
+            )
 
     releases = _tensorflow_releases(r, top["tensorflow"])
     pythons = _python_versions(r, top["python"])
@@ -301,7 +307,8 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         registry=host,
         repository=repository,
         defaults=defaults,
-        jupyter_packages=tuple(packages),
+        jupyter_packages=jupyter_packages,
+        science_packages=science_packages,
         tensorflow=releases,
         python=pythons,
         cuda=cudas,
@@ -313,6 +320,28 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         excludes=excludes,
         includes=includes,
     )
+
+
+def _package_group(r: _Reader, data: Any, key: str, what: str, example: str) -> tuple[str, ...]:
+    """A [jupyter]-like table: `packages`, a non-empty list of requirements resolved into one lock group."""
+    table = r.table(data, key, {"packages": f"requirements for {what}"}, ("packages",))
+    packages = table["packages"]
+    if not isinstance(packages, list) or not packages:
+        raise r.fail(f"{key}.packages", "expected a non-empty list of requirements", f'write e.g. ["{example}"]')
+    seen: dict[str, int] = {}
+    for i, requirement in enumerate(packages):
+        if not isinstance(requirement, str) or not _REQUIREMENT.fullmatch(requirement):
+            raise r.fail(f"{key}.packages[{i}]", f"{requirement!r} is not a requirement", 'write "name" or "name>=1.0,<2"')
+        name = _requirement_name(requirement)
+        if name in seen:
+            raise r.fail(f"{key}.packages[{i}]", f"{name} is listed twice (also packages[{seen[name]}])", "merge the two into one requirement")
+        seen[name] = i
+    return tuple(packages)
+
+
+def _requirement_name(requirement: str) -> str:
+    """The normalised distribution name of a requirement string that matched _REQUIREMENT."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0]).lower()
 
 
 def _listed(known: dict) -> str:
