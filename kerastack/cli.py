@@ -254,25 +254,47 @@ def cmd_check_release_tag(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pushed(args: argparse.Namespace) -> list[tuple[str, dict]]:
+def _pushed(args: argparse.Namespace) -> list[tuple[Path, str, dict]]:
+    """(publish report file, cell, entry) of every pushed cell in the publish reports under --reports."""
     from . import publish
 
-    return [(cell, entry) for report in publish.load_reports(Path(args.reports)) for cell, entry in sorted(report["cells"].items()) if entry.get("pushed")]
+    files = sorted(Path(args.reports).rglob(publish.PUBLISH_REPORT))
+    if not files:
+        raise PipelineError(f"no {publish.PUBLISH_REPORT} under {args.reports}: download the cell jobs' publish reports there")
+    return [(file, cell, entry) for file in files for cell, entry in sorted(json.loads(file.read_text())["cells"].items()) if entry.get("pushed")]
+
+
+def _digest_ref(entry: dict) -> str:
+    return f"{entry['tags'][0].rsplit(':', 1)[0]}@{entry['digest']}"
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from .report import human
 
     print("| cell | tags | digest | size |\n|---|---|---|---|")
-    for cell, entry in _pushed(args):
+    for _, cell, entry in _pushed(args):
         tags_text = "<br>".join(f"`{t}`" for t in entry["tags"])
         print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry['size'])} |")
     return 0
 
 
 def cmd_digests(args: argparse.Namespace) -> int:
-    for _, entry in _pushed(args):
-        print(f"{entry['tags'][0].rsplit(':', 1)[0]}@{entry['digest']}")
+    for _, _, entry in _pushed(args):
+        print(_digest_ref(entry))
+    return 0
+
+
+def cmd_sboms(args: argparse.Namespace) -> int:
+    """IMAGE@DIGEST and its CycloneDX SBOM (the build stage's, next to the publish report), one pair a line."""
+    from .manifest import MANIFESTS_DIR
+
+    pairs = []
+    for file, cell, entry in _pushed(args):
+        sbom = file.parent / MANIFESTS_DIR / f"{cell}.cdx.json"
+        if not sbom.is_file():
+            raise PipelineError(f"{cell} was pushed but {sbom} does not exist: upload reports/manifests/ with the publish report")
+        pairs.append(f"{_digest_ref(entry)} {sbom}")
+    print("\n".join(pairs))
     return 0
 
 
@@ -333,7 +355,11 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("check-release-tag", help="fail unless TAG is vMAJOR.MINOR.PATCH (semver)")
     sp.add_argument("tag")
     sp.set_defaults(func=cmd_check_release_tag)
-    for name, func, help in (("summary", cmd_summary, "Markdown table of pushed cells"), ("digests", cmd_digests, "IMAGE@DIGEST of each pushed cell")):
+    for name, func, help in (
+        ("summary", cmd_summary, "Markdown table of pushed cells"),
+        ("digests", cmd_digests, "IMAGE@DIGEST of each pushed cell"),
+        ("sboms", cmd_sboms, "IMAGE@DIGEST and the path of its CycloneDX SBOM, per pushed cell"),
+    ):
         sp = sub.add_parser(name, help=help)
         sp.add_argument("--reports", default=str(ROOT / "reports"), help="folder searched for publish-report.json files")
         sp.set_defaults(func=func)

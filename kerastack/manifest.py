@@ -115,15 +115,17 @@ def to_cyclonedx(manifest: dict) -> str:
     properties = [Property(name=f"kerastack:{key}", value=str(value)) for key, value in sorted(v.items()) if value and not isinstance(value, dict)]
     properties += [Property(name="kerastack:cell", value=manifest["cell"]), Property(name="kerastack:base_image", value=manifest["base_image"])]
     created = image.get("created")
+    root = Component(name=name, version=version or None, type=ComponentType.CONTAINER, bom_ref=image.get("id") or manifest["cell"])
     bom = Bom(
         components=components,
         serial_number=uuid.uuid5(_SERIAL_NAMESPACE, image.get("id") or json.dumps(manifest, sort_keys=True)),
         metadata=BomMetaData(
-            component=Component(name=name, version=version or None, type=ComponentType.CONTAINER, bom_ref=image.get("id") or manifest["cell"]),
+            component=root,
             properties=properties,
             timestamp=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
         ),
     )
+    bom.register_dependency(root, components)  # the image holds every package directly
     return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
 
 
