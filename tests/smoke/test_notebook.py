@@ -24,6 +24,12 @@ CREATED = ("digits-loss.png", "digits-model.keras")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def printed(notebook: dict) -> str:
+    """Everything the code cells printed (a saved notebook may store text as a list of lines)."""
+    texts = [o.get("text", "") for c in notebook["cells"] for o in c.get("outputs", [])]
+    return "".join("".join(t) if isinstance(t, list) else t for t in texts)
+
+
 @pytest.fixture(scope="module")
 def executed(cell_image, cell_id, tmp_path_factory):
     """Run the notebook in a fresh container; yield (the executed notebook as saved, host folder, uid, container)."""
@@ -55,7 +61,7 @@ def test_every_cell_of_the_example_notebook_runs(cell_id, executed):
     assert code_cells and all(c["execution_count"] for c in code_cells), f"{cell_id}: not every cell ran"
     errors = [o for c in code_cells for o in c["outputs"] if o["output_type"] == "error"]
     assert not errors, f"{cell_id}: {errors}"
-    text = "".join(o.get("text", "") for c in code_cells for o in c["outputs"])
+    text = printed(notebook)
     assert "/physical_device:CPU:0" in text, f"{cell_id}: {text}"
     accuracy = float(text.split("test accuracy:")[1].split()[0])
     assert accuracy > 0.8, f"{cell_id}: the digits model learned too little (accuracy {accuracy})"
@@ -80,8 +86,7 @@ def test_the_figure_and_model_land_in_the_host_folder_owned_by_the_host_user(cel
 
 def test_the_saved_model_loads_back(cell_id, executed):
     notebook, _, _, running = executed
-    text = "".join(o.get("text", "") for c in notebook["cells"] for o in c.get("outputs", []))
-    parameters = int(text.split("parameters:")[1].split()[0])
+    parameters = int(printed(notebook).split("parameters:")[1].split()[0])
     code = (
         "import keras\n"
         "from sklearn.datasets import load_digits\n"
