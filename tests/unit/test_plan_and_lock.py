@@ -535,3 +535,19 @@ def test_real_group_files_match_lock_json_and_are_generated(real_config, real_ce
             pins = lock.parse_compiled(text)
             assert {p.name: p.version for p in pins} == meta["groups"][group], (cell.id, group)
             assert lock.render_group(inputs, group, pins) == text, (cell.id, group)
+
+
+def test_real_science_and_jupyter_groups_are_shared_by_cpu_and_gpu_cells(real_cells):
+    """Identical groups are identical files, so CPU and GPU tags of one TF and Python share those layers."""
+    for group in ("science", "jupyter"):
+        by_key: dict[tuple, set[str]] = {}
+        for cell in real_cells:
+            by_key.setdefault((cell.tensorflow, cell.python), set()).add((ROOT / "locks" / cell.id / f"{group}.txt").read_text())
+        assert all(len(texts) == 1 for texts in by_key.values()), group
+
+
+def test_real_locks_give_numpy_and_h5py_to_the_tensorflow_group(real_cells):
+    for cell in real_cells:
+        groups = read_meta(cell.id)["groups"]
+        assert {"numpy", "h5py", "ml-dtypes"} <= set(groups["tensorflow"]), cell.id
+        assert {"pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "tqdm", "ipywidgets"} <= set(groups["science"]), cell.id
