@@ -8,7 +8,7 @@ NOX := $(VENV)/bin/nox
 KERASTACK := $(VENV)/bin/python -m kerastack
 
 .DEFAULT_GOAL := help
-.PHONY: help venv engine run run-gpu test unit lint matrix tags lock build smoke publish clean
+.PHONY: help venv engine run run-gpu test unit lint matrix tags lock build smoke publish changes clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,9 @@ smoke: venv ## smoke-test built images (FILTER selects cells)
 
 publish: venv ## push images that passed smoke tests (FILTER selects cells)
 	$(NOX) -s publish -- $(FILTER)
+
+changes: venv ## packages changed since the previous TensorFlow release (FILTER selects cells)
+	$(NOX) -s changes -- $(FILTER)
 
 clean: ## remove .venv, .nox and reports (images stay)
 	rm -rf $(VENV) .nox reports

@@ -61,6 +61,13 @@ def lock(session: nox.Session) -> None:
     _kerastack(session, "lock")
 
 
+@nox.session(python=PYTHON)
+def changes(session: nox.Session) -> None:
+    """Per cell, the packages that changed since the previous TensorFlow release (`-- --manifest FILE` too)."""
+    _install(session)
+    _kerastack(session, "changes")
+
+
 @nox.session(name="base-images", python=PYTHON)
 def base_images(session: nox.Session) -> None:
     """Pull each Python's official base, or bootstrap it from Debian packages when offline."""

@@ -1,9 +1,10 @@
-# The naive baseline the build report compares against: the same pinned packages on the same base,
-# installed the way a hand-written Dockerfile usually does it (one stage, one pip install).
+# The naive baseline the build report compares against: the same pinned packages (every lock group)
+# and the same OS tools on the same base, installed the way a hand-written Dockerfile usually does it
+# (one stage, one pip install, apt with recommends and its lists left behind).
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 # hadolint ignore=DL3009,DL3015
-RUN apt-get update && apt-get install -y python3 python3-venv ca-certificates
+RUN apt-get update && apt-get install -y python3 python3-venv ca-certificates tini passwd git curl wget less nano procps
 COPY requirements.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -9,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from python_on_whales import DockerException
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import base_images, ca, docker_client, layers, lock
+from . import base_images, ca, docker_client, layers, lock, manifest
 from .config import Config
 from .matrix import Cell
 from .plan import BuildPlan, plan_cell
@@ -122,6 +124,15 @@ def build_matrix(options: BuildOptions, console: Console | None = None) -> Build
                 results.append(CellReport.failed(cell.id, outcome.error, seconds=outcome.seconds, log_file=str(log_file)))
             else:
                 report = _built(plan, outcome, base, previous_id, str(log_file))
+                try:
+                    _write_manifest(options, plan, base.ref, report)
+                except (DockerException, ValueError, KeyError) as exc:  # an image without its manifest is not shippable
+                    results.append(
+                        CellReport.failed(cell.id, f"manifest: cannot read {manifest.IN_IMAGE_PATH} from the image: {exc}", outcome.seconds, str(log_file))
+                    )
+                    console.print(f"[red]✗ {cell.id}[/]: manifest: {escape(str(exc))}")
+                    progress.advance(task)
+                    continue
                 if options.naive:
                     progress.update(task, description=f"{cell.id}: naive baseline")
                     _measure_naive(options, plan, base.ref, secrets, report)
@@ -155,6 +166,23 @@ def _built(plan: BuildPlan, outcome: docker_client.BuildOutcome, base: base_imag
         previous_image_id=previous_id if previous_id and previous_id != outcome.image_id else None,
         layers=[(layer.diff_id, layer.size) for layer in docker_client.layers(plan.immutable_ref)],
     )
+
+
+def _write_manifest(options: BuildOptions, plan: BuildPlan, base_ref: str, report: CellReport) -> None:
+    """reports/manifests/<cell>.{json,md,cdx.json}: the image's own manifest plus its id, tags and sizes."""
+    base_layers = len(docker_client.layers(base_ref))
+    report.os_layer_size = report.layers[base_layers][1] if len(report.layers) > base_layers else None
+    in_image = json.loads(docker_client.read_file(plan.immutable_ref, manifest.IN_IMAGE_PATH))
+    full = manifest.with_image(
+        in_image,
+        image_id=report.image_id,
+        tags=report.tags,
+        size=report.size,
+        os_layer_size=report.os_layer_size,
+        revision=options.stamp.revision,
+        created=options.created,
+    )
+    report.manifest_files = [str(p) for p in manifest.write(options.report_dir / manifest.MANIFESTS_DIR, full)]
 
 
 def _measure_naive(options: BuildOptions, plan: BuildPlan, base_ref: str, secrets: Sequence[str], report: CellReport) -> None:

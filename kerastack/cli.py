@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import config as config_module
-from . import engine, lock, matrix, tags
+from . import engine, layers, lock, matrix, tags
 from .build import current_stamp
 from .errors import PipelineError
 from .plan import plan_cell
@@ -84,6 +84,35 @@ def cmd_lock(args: argparse.Namespace) -> int:
     for cell in selected:
         groups = lock.lock_cell(args.project_dir, config, cell)
         out.print(f"✓ {cell.id}: " + ", ".join(f"{g} {len(p)}" for g, p in groups.items()))
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    from . import changes
+
+    _, all_cells, selected = _load(args)
+    cells_needed = {c for c in selected} | {p for c in selected if (p := layers.previous_release(c, all_cells))}
+    missing = [c.id for c in sorted(cells_needed) if not (lock.lock_dir(args.project_dir, c) / "lock.json").exists()]
+    if missing:
+        raise PipelineError(f"no lock files for {', '.join(missing)}: run `nox -s lock` first")
+    manifest = None
+    if args.manifest:
+        manifest = (args.manifest, *changes.read_manifest(Path(args.manifest)))
+    result = changes.comparisons(selected, all_cells, lambda cell: lock.locked_versions(args.project_dir, cell), manifest)
+    if args.markdown:
+        print(changes.to_markdown(result), end="")
+        return 0
+    for comparison in result:
+        rows = changes.to_text_rows(comparison)
+        print(changes.summary_line(comparison))
+        if not rows:
+            continue
+        table = Table()
+        for column in ("change", "package", "from", "to"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
     return 0
 
 
@@ -236,10 +265,18 @@ def cmd_check_release_tag(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pushed(args: argparse.Namespace) -> list[tuple[str, dict]]:
+def _pushed(args: argparse.Namespace) -> list[tuple[Path, str, dict]]:
+    """(publish report file, cell, entry) of every pushed cell in the publish reports under --reports."""
     from . import publish
 
-    return [(cell, entry) for report in publish.load_reports(Path(args.reports)) for cell, entry in sorted(report["cells"].items()) if entry.get("pushed")]
+    files = sorted(Path(args.reports).rglob(publish.PUBLISH_REPORT))
+    if not files:
+        raise PipelineError(f"no {publish.PUBLISH_REPORT} under {args.reports}: download the cell jobs' publish reports there")
+    return [(file, cell, entry) for file in files for cell, entry in sorted(json.loads(file.read_text())["cells"].items()) if entry.get("pushed")]
+
+
+def _digest_ref(entry: dict) -> str:
+    return f"{entry['tags'][0].rsplit(':', 1)[0]}@{entry['digest']}"
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -247,15 +284,29 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     ran = {True: "yes", False: "**no** (published with --allow-untested-gpu)", None: "– (CPU)"}
     print("| cell | tags | digest | size | GPU op ran on a GPU |\n|---|---|---|---|---|")
-    for cell, entry in _pushed(args):
+    for _, cell, entry in _pushed(args):
         tags_text = "<br>".join(f"`{t}`" for t in entry["tags"])
         print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry['size'])} | {ran[entry.get('gpu_op_on_gpu')]} |")
     return 0
 
 
 def cmd_digests(args: argparse.Namespace) -> int:
-    for _, entry in _pushed(args):
-        print(f"{entry['tags'][0].rsplit(':', 1)[0]}@{entry['digest']}")
+    for _, _, entry in _pushed(args):
+        print(_digest_ref(entry))
+    return 0
+
+
+def cmd_sboms(args: argparse.Namespace) -> int:
+    """IMAGE@DIGEST and its CycloneDX SBOM (the build stage's, next to the publish report), one pair a line."""
+    from .manifest import MANIFESTS_DIR
+
+    pairs = []
+    for file, cell, entry in _pushed(args):
+        sbom = file.parent / MANIFESTS_DIR / f"{cell}.cdx.json"
+        if not sbom.is_file():
+            raise PipelineError(f"{cell} was pushed but {sbom} does not exist: upload reports/manifests/ with the publish report")
+        pairs.append(f"{_digest_ref(entry)} {sbom}")
+    print("\n".join(pairs))
     return 0
 
 
@@ -296,6 +347,9 @@ def parser() -> argparse.ArgumentParser:
     command("tags", cmd_tags, "show each cell's tags and which of them move")
     sp = command("lock", cmd_lock, "resolve hash-pinned lock files per cell into locks/ (needs PyPI)")
     sp.add_argument("--check", action="store_true", help="fail when versions.toml changed since the locks were made")
+    sp = command("changes", cmd_changes, "per cell, the packages added/removed/upgraded/downgraded since the previous TensorFlow release")
+    sp.add_argument("--manifest", help="also compare with a published manifest (reports/manifests/<cell>.json or the image's)")
+    sp.add_argument("--markdown", action="store_true", help="Markdown for a release summary instead of tables")
     sp = command("engine", cmd_engine, "make sure a Docker engine with buildx runs (installs it as root)")
     sp.add_argument("--check", action="store_true", help="only check; never install")
     command("base-images", cmd_base_images, "pull or bootstrap the base image of each selected Python")
@@ -330,7 +384,11 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("check-release-tag", help="fail unless TAG is vMAJOR.MINOR.PATCH (semver)")
     sp.add_argument("tag")
     sp.set_defaults(func=cmd_check_release_tag)
-    for name, func, help in (("summary", cmd_summary, "Markdown table of pushed cells"), ("digests", cmd_digests, "IMAGE@DIGEST of each pushed cell")):
+    for name, func, help in (
+        ("summary", cmd_summary, "Markdown table of pushed cells"),
+        ("digests", cmd_digests, "IMAGE@DIGEST of each pushed cell"),
+        ("sboms", cmd_sboms, "IMAGE@DIGEST and the path of its CycloneDX SBOM, per pushed cell"),
+    ):
         sp = sub.add_parser(name, help=help)
         sp.add_argument("--reports", default=str(ROOT / "reports"), help="folder searched for publish-report.json files")
         sp.set_defaults(func=func)

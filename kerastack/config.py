@@ -106,6 +106,7 @@ class Config:
     repository: str
     defaults: Defaults
     jupyter_packages: tuple[str, ...]
+    science_packages: tuple[str, ...]
     tensorflow: dict[Version, TensorFlowRelease]
     python: dict[Version, PythonVersion]
     cuda: dict[Version, CudaVersion]
@@ -281,6 +282,7 @@ def parse(text: str, file: str = "versions.toml") -> Config:
             "registry": "[registry] host and repository",
             "defaults": "[defaults] tensorflow, python, cuda",
             "jupyter": "[jupyter] packages",
+            "science": "[science] packages",
             "tensorflow": '[tensorflow."X.Y.Z"] releases',
             "python": '[python."X.Y"] versions',
             "cuda": '[cuda."X.Y"] versions',
@@ -297,8 +299,17 @@ def parse(text: str, file: str = "versions.toml") -> Config:
     repository = r.string(registry["repository"], "registry.repository", "org/name")
     _check_registry(r, host, repository, "registry.host", "registry.repository")
 
-    jupyter = r.table(top["jupyter"], "jupyter", {"packages": "requirements for the Jupyter layer"}, ("packages",))
-    packages = r.requirements(jupyter["packages"], "jupyter.packages", "jupyterlab>=4.4,<5")
+    jupyter_packages = _package_group(r, top["jupyter"], "jupyter", "the Jupyter layer", "jupyterlab>=4.4,<5")
+    # Optional: without [science] the science layer is empty.
+    science_packages = _package_group(r, top["science"], "science", "the scientific Python layer", "pandas>=2.2,<3") if "science" in top else ()
+    jupyter_names = {_requirement_name(p): i for i, p in enumerate(jupyter_packages)}
+    for i, requirement in enumerate(science_packages):
+        if _requirement_name(requirement) in jupyter_names:
+            raise r.fail(
+                f"science.packages[{i}]",
+                f"{_requirement_name(requirement)} is also in jupyter.packages[{jupyter_names[_requirement_name(requirement)]}]",
+                "list each package in one group only",
+            )
 
     releases = _tensorflow_releases(r, top["tensorflow"])
     pythons = _python_versions(r, top["python"])
@@ -377,7 +388,8 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         registry=host,
         repository=repository,
         defaults=defaults,
-        jupyter_packages=tuple(packages),
+        jupyter_packages=jupyter_packages,
+        science_packages=science_packages,
         tensorflow=releases,
         python=pythons,
         cuda=cudas,
@@ -389,6 +401,17 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         excludes=excludes,
         includes=includes,
     )
+
+
+def _package_group(r: _Reader, data: Any, key: str, what: str, example: str) -> tuple[str, ...]:
+    """A [jupyter]-like table: `packages`, a non-empty list of PEP 508 requirements resolved into one lock group."""
+    table = r.table(data, key, {"packages": f"requirements for {what}"}, ("packages",))
+    return r.requirements(table["packages"], f"{key}.packages", example)
+
+
+def _requirement_name(requirement: str) -> str:
+    """The normalised distribution name of a requirement that `_Reader.requirements` accepted."""
+    return canonicalize_name(Requirement(requirement).name)
 
 
 def _listed(known: dict) -> str:

@@ -139,6 +139,11 @@ def layers(ref: str) -> list[Layer]:
     return [Layer(d, by_id.get(d, 0)) for d in diff_ids]
 
 
+def read_file(ref: str, path: str) -> str:
+    """A text file of an image, read by a throwaway container (run as root, without the entrypoint)."""
+    return docker.run(ref, ["cat", path], remove=True, entrypoint="", user="root")
+
+
 def tag(source: str, target: str) -> None:
     docker.image.tag(source, target)
 

@@ -17,14 +17,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from .config import Config
 from .errors import PipelineError
 from .matrix import Cell, resolve
 
-LOCK_FORMAT = 1
+LOCK_FORMAT = 2
 PLATFORM = "x86_64-manylinux_2_28"
 # Layer order, least to most often changing. The Dockerfile installs them in this order.
-GROUPS = ("cuda", "tensorflow", "jupyter")
+GROUPS = ("cuda", "tensorflow", "science", "jupyter")
 LOCKS_DIR = "locks"
 
 
@@ -38,6 +40,7 @@ class LockInputs:
     requirements: tuple[str, ...]
     constraints: tuple[str, ...]
     group_roots: tuple[str, ...]  # distributions that, with their dependencies, form the tensorflow group
+    science_roots: tuple[str, ...]  # ... and the science group (less what the tensorflow group already has)
 
     def fingerprint(self) -> str:
         canonical = json.dumps({"format": LOCK_FORMAT, **self.__dict__}, sort_keys=True, default=list)
@@ -63,7 +66,7 @@ def normalise(name: str) -> str:
 def inputs_for(config: Config, cell: Cell) -> LockInputs:
     r = resolve(config, cell)
     tf_requirement = f"{r.variant.tensorflow_package}=={r.release.version}"
-    requirements = (tf_requirement, f"keras=={r.release.keras}", *config.jupyter_packages)
+    requirements = (tf_requirement, f"keras=={r.release.keras}", *config.science_packages, *config.jupyter_packages)
     constraints = tuple(f"{name}=={version}" for name, version in r.cuda.wheels) if r.cuda else ()
     tf_name = normalise(re.split(r"[\[<>=!~ ]", r.variant.tensorflow_package, maxsplit=1)[0])
     return LockInputs(
@@ -73,7 +76,12 @@ def inputs_for(config: Config, cell: Cell) -> LockInputs:
         requirements=requirements,
         constraints=constraints,
         group_roots=(tf_name, "keras"),
+        science_roots=tuple(requirement_name(p) for p in config.science_packages),
     )
+
+
+def requirement_name(requirement: str) -> str:
+    return normalise(Requirement(requirement).name)
 
 
 _PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s\\;]+)")
@@ -121,12 +129,30 @@ def _via_name(text: str) -> str:
     return normalise(text.split()[0])
 
 
-def split_groups(pins: Sequence[Pin], roots: Iterable[str]) -> dict[str, list[Pin]]:
-    """cuda: nvidia-* wheels; tensorflow: the roots and all they need; jupyter: everything else."""
+def split_groups(pins: Sequence[Pin], roots: Iterable[str], science_roots: Iterable[str] = ()) -> dict[str, list[Pin]]:
+    """cuda: nvidia-* wheels; tensorflow: the roots and all they need; science: the science roots and all
+    they need that tensorflow does not own (numpy, h5py, ml-dtypes stay TensorFlow's); jupyter: the rest."""
     children: dict[str, set[str]] = {}
     for pin in pins:
         for parent in pin.via:
             children.setdefault(parent, set()).add(pin.name)
+    tensorflow = _closure(children, roots)
+    science = _closure(children, science_roots) - tensorflow
+    groups: dict[str, list[Pin]] = {g: [] for g in GROUPS}
+    for pin in sorted(pins, key=lambda p: p.name):
+        if pin.name.startswith("nvidia-"):
+            groups["cuda"].append(pin)
+        elif pin.name in tensorflow:
+            groups["tensorflow"].append(pin)
+        elif pin.name in science:
+            groups["science"].append(pin)
+        else:
+            groups["jupyter"].append(pin)
+    return groups
+
+
+def _closure(children: dict[str, set[str]], roots: Iterable[str]) -> set[str]:
+    """The roots and everything they need, transitively."""
     closure: set[str] = set()
     todo = [normalise(r) for r in roots]
     while todo:
@@ -135,15 +161,7 @@ def split_groups(pins: Sequence[Pin], roots: Iterable[str]) -> dict[str, list[Pi
             continue
         closure.add(name)
         todo.extend(children.get(name, ()))
-    groups: dict[str, list[Pin]] = {g: [] for g in GROUPS}
-    for pin in sorted(pins, key=lambda p: p.name):
-        if pin.name.startswith("nvidia-"):
-            groups["cuda"].append(pin)
-        elif pin.name in closure:
-            groups["tensorflow"].append(pin)
-        else:
-            groups["jupyter"].append(pin)
-    return groups
+    return closure
 
 
 def render_group(inputs: LockInputs, group: str, pins: Sequence[Pin]) -> str:
@@ -268,7 +286,7 @@ def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
         if run.returncode != 0:
             raise PipelineError(f"{cell.id}: the resolver failed:\n{run.stderr.strip()}")
         pins = parse_compiled((tmpdir / "compiled.txt").read_text())
-    groups = split_groups(pins, inputs.group_roots)
+    groups = split_groups(pins, inputs.group_roots, inputs.science_roots)
     _check_cuda_pins(config, cell, groups["cuda"])
     staging = Path(tempfile.mkdtemp(prefix=f".{cell.id}.", dir=_ensure(root / LOCKS_DIR)))
     for group in GROUPS:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import Config
 from .lock import LOCKS_DIR
+from .manifest import facts as manifest_facts
 from .matrix import Cell, resolve
 from .tags import BuildStamp, CellTags, tags_for
 
@@ -71,6 +73,7 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
         "BASE_IMAGE": base_image,
         "PYTHON_VERSION": str(cell.python),
         "LOCK_DIR": f"{LOCKS_DIR}/{cell.id}",
+        "MANIFEST_FACTS": json.dumps(manifest_facts(config, cell, base_image), sort_keys=True, separators=(",", ":")),
     }
     labels = {
         "org.opencontainers.image.title": f"Keras {r.release.keras} + TensorFlow {r.release.version} + Jupyter ({cell.variant})",

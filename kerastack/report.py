@@ -32,6 +32,8 @@ class CellReport:
     upgrade_from: str | None = None  # the previous TF release of the same Python/variant/CUDA
     upgrade_download_bytes: int | None = None
     rebuild_download_bytes: int | None = None  # from the image this cell's tag had before this build
+    os_layer_size: int | None = None  # the base step's apt layer (OS tools) on top of the base image
+    manifest_files: list[str] = field(default_factory=list)
     naive_size: int | None = None
     naive_seconds: float | None = None
     naive_error: str = ""
@@ -91,6 +93,13 @@ def to_markdown(report: BuildReport) -> str:
         tags = "<br>".join(f"`{t.rsplit(':', 1)[-1]}`" for t in c.tags + c.moving_tags)
         cells = (c.cell, "built", human(c.size), naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
         lines.append("| " + " | ".join(cells) + " |")
+    with_os = [c for c in report.cells if c.os_layer_size is not None]
+    if with_os:
+        lines += ["", "OS packages layer (the base step's apt install: tini, git, curl, wget, less, nano, procps, ...):"]
+        lines += [f"- {c.cell}: {human(c.os_layer_size)}" for c in with_os]
+    manifests = [f for c in report.cells for f in c.manifest_files if f.endswith(".md")]
+    if manifests:
+        lines += ["", "Manifests (packages and versions of each image): " + ", ".join(f"`{f}`" for f in manifests)]
     return "\n".join(lines) + "\n"
 
 

@@ -151,6 +151,15 @@ def test_build_matrix_builds_both_python_versions_and_reports_them(tmp_path, doc
     assert "tf2.21.0-py3.11-cpu" in markdown and "tf2.21.0-py3.13-cpu" in markdown and "GB" in markdown
     python = docker.run(cells["tf2.21.0-py3.13-cpu"]["tags"][1], ["python", "--version"], remove=True, entrypoint="")
     assert python.startswith("Python 3.13.")
+    for cell_id, cell in cells.items():  # the manifests: the image's own, plus id and size; an SBOM of the same
+        manifest = json.loads((tmp_path / "manifests" / f"{cell_id}.json").read_text())
+        in_image = json.loads(docker.run(cell["tags"][1], ["cat", "/usr/share/kerastack/manifest.json"], remove=True, entrypoint=""))
+        assert {k: v for k, v in manifest.items() if k != "image"} == in_image
+        assert (manifest["image"]["id"], manifest["image"]["size"]) == (cell["image_id"], cell["size"])
+        assert 0 < manifest["image"]["os_packages_layer_size"] == cell["os_layer_size"] < 300_000_000
+        sbom = json.loads((tmp_path / "manifests" / f"{cell_id}.cdx.json").read_text())
+        assert len(sbom["components"]) == len(manifest["python_packages"]) + len(manifest["debian_packages"])
+        assert f"| TensorFlow | {manifest['versions']['tensorflow']} |" in (tmp_path / "manifests" / f"{cell_id}.md").read_text()
 
 
 def test_naive_baseline_is_measured_and_larger(tmp_path, docker_engine):

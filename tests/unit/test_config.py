@@ -476,3 +476,43 @@ def test_with_registry_rejects_invalid(real_config, host, repository, key_path):
     err = info.value
     assert err.file == "--registry/--repository" and err.key_path == key_path and err.fix.strip()
     assert str(err).startswith(f"--registry/--repository: {key_path}: ")
+
+
+# ---------------------------------------------------------------- [science]
+
+
+def test_real_science_packages(real_config):
+    names = [re.split(r"[<>=!~\[ ]", p, maxsplit=1)[0] for p in real_config.science_packages]
+    wanted = {"numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "pillow", "h5py", "tqdm", "ipywidgets"}
+    assert wanted <= set(names)
+
+
+def test_science_is_optional(real_text):
+    start = real_text.index("[science]")
+    end = real_text.index("]\n", real_text.index("packages = [", start)) + 2
+    assert config.parse(real_text[:start] + real_text[end:], FILE).science_packages == ()
+
+
+@pytest.mark.parametrize(
+    "old, new, key_path, problem",
+    [
+        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", 3,', "science.packages[9]", "is not a requirement"),
+        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", "not a requirement!",', "science.packages[9]", "is not a requirement"),
+        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", "Pandas>=2",', "science.packages[9]", "pandas is listed twice"),
+        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", "notebook",', "science.packages[9]", "notebook is also in jupyter.packages[1]"),
+        ("[science]\npackages = [", "[science]\nextras = 1\npackages = [", "science.extras", "unknown key"),
+    ],
+)
+def test_bad_science_table(real_text, old, new, key_path, problem):
+    expect_error(edit(real_text, old, new), key_path, problem=problem)
+
+
+def test_empty_or_non_list_science_packages(real_text):
+    start = real_text.index("[science]")
+    end = real_text.index("]\n", real_text.index("packages = [", start)) + 2
+    for replacement in ("[science]\npackages = []\n", '[science]\npackages = "pandas"\n', "science = 3\n"):
+        text = real_text[:start] + replacement + real_text[end:]
+        key = "science" if replacement.startswith("science =") else "science.packages"
+        if replacement.startswith("science ="):
+            text = top_level(real_text[:start] + real_text[end:], "science = 3")
+        expect_error(text, key)

@@ -64,7 +64,17 @@ def fingerprints(cfg) -> dict[str, str]:
 def test_gpu_plan(real_config, real_cells):
     p = plan_of(real_config, real_cells, "tf2.21.0-py3.11-gpu-cuda12.5")
     assert (p.id, p.target, p.image) == ("tf2.21.0-py3.11-gpu-cuda12.5", "gpu", "ghcr.io/kerastack/keras-jupyter")
-    assert dict(p.build_args) == {"BASE_IMAGE": BASE, "PYTHON_VERSION": "3.11", "LOCK_DIR": "locks/tf2.21.0-py3.11-gpu-cuda12.5"}
+    args = dict(p.build_args)
+    facts = json.loads(args.pop("MANIFEST_FACTS"))
+    assert args == {"BASE_IMAGE": BASE, "PYTHON_VERSION": "3.11", "LOCK_DIR": "locks/tf2.21.0-py3.11-gpu-cuda12.5"}
+    assert facts == {
+        "cell": "tf2.21.0-py3.11-gpu-cuda12.5",
+        "variant": "gpu",
+        "base_image": BASE,
+        "cuda": {"version": "12.5", "cudnn": "9.3"},
+        "tensorflow_built_with": {"cuda": "12.5", "cudnn": "9.3"},
+        "expected": {"tensorflow": "2.21.0", "keras": "3.12.4", "cuda_runtime": "12.5.82"},
+    }
     assert p.local_refs == [
         "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5-20261124-a1b2c3d",
         "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5",
@@ -139,9 +149,17 @@ def test_plan_uses_the_overridden_registry(real_config, real_cells):
 def test_inputs_for_cpu(real_config, cells_by_id):
     i = lock.inputs_for(real_config, cells_by_id["tf2.21.0-py3.13-cpu"])
     assert (i.cell_id, i.python, i.platform) == ("tf2.21.0-py3.13-cpu", "3.13", "x86_64-manylinux_2_28")
-    assert i.requirements == ("tensorflow-cpu==2.21.0", "keras==3.12.4", "jupyterlab>=4.4,<5", "notebook>=7.4,<8", "ipykernel>=6.29,<8")
+    assert i.requirements == (
+        "tensorflow-cpu==2.21.0",
+        "keras==3.12.4",
+        *real_config.science_packages,
+        "jupyterlab>=4.4,<5",
+        "notebook>=7.4,<8",
+        "ipykernel>=6.29,<8",
+    )
     assert i.constraints == ()
     assert i.group_roots == ("tensorflow-cpu", "keras")
+    assert i.science_roots[:2] == ("numpy", "h5py") and "scikit-learn" in i.science_roots and "ipywidgets" in i.science_roots
 
 
 def test_inputs_for_gpu(real_config, cells_by_id):
@@ -167,7 +185,13 @@ def test_fingerprint_changes_with_the_keras_pin(real_text, real_config):
 
 def test_fingerprint_changes_with_jupyter_packages(real_text, real_config):
     before = fingerprints(real_config)
-    after = fingerprints(edited(real_text, '"ipykernel>=6.29,<8"]', '"ipykernel>=6.29,<8", "ipywidgets"]'))
+    after = fingerprints(edited(real_text, '"ipykernel>=6.29,<8"]', '"ipykernel>=6.29,<8", "jupyter-resource-usage"]'))
+    assert all(before[k] != after[k] for k in before)
+
+
+def test_fingerprint_changes_with_science_packages(real_text, real_config):
+    before = fingerprints(real_config)
+    after = fingerprints(edited(real_text, '"tqdm>=4.66,<5",', '"tqdm>=4.67,<5",'))
     assert all(before[k] != after[k] for k in before)
 
 
@@ -305,7 +329,28 @@ def test_split_groups_with_cpu_roots():
     text = f"tensorflow-cpu==2.21.0 \\\n    --hash={H}\n    # via -r requirements.in\nabsl-py==2.5.1 \\\n    --hash={H}\n    # via tensorflow-cpu\n"
     text += f"jupyterlab==4.6.6 \\\n    --hash={H}\n    # via -r requirements.in\n"
     groups = lock.split_groups(lock.parse_compiled(text), ("tensorflow-cpu", "keras"))
-    assert {g: [p.name for p in ps] for g, ps in groups.items()} == {"cuda": [], "tensorflow": ["absl-py", "tensorflow-cpu"], "jupyter": ["jupyterlab"]}
+    assert {g: [p.name for p in ps] for g, ps in groups.items()} == {
+        "cuda": [],
+        "tensorflow": ["absl-py", "tensorflow-cpu"],
+        "science": [],
+        "jupyter": ["jupyterlab"],
+    }
+
+
+def test_split_groups_science_gets_its_closure_but_not_what_tensorflow_owns():
+    def pin(name: str, *via: str) -> str:
+        return f"{name}==1.0 \\\n    --hash={H}\n" + "".join(f"    # via {v}\n" for v in via)
+
+    text = pin("tensorflow-cpu", "-r requirements.in") + pin("numpy", "-r requirements.in") + "    #   tensorflow-cpu\n    #   pandas\n"
+    text += pin("pandas", "-r requirements.in") + pin("python-dateutil", "pandas") + "    #   jupyter-client\n"
+    text += pin("six", "python-dateutil") + pin("jupyter-client", "-r requirements.in") + pin("pyzmq", "jupyter-client")
+    groups = lock.split_groups(lock.parse_compiled(text), ("tensorflow-cpu",), ("numpy", "pandas"))
+    assert {g: [p.name for p in ps] for g, ps in groups.items()} == {
+        "cuda": [],
+        "tensorflow": ["numpy", "tensorflow-cpu"],  # TensorFlow owns numpy, though science asks for it too
+        "science": ["pandas", "python-dateutil", "six"],  # shared with jupyter: the lower layer has it
+        "jupyter": ["jupyter-client", "pyzmq"],
+    }
 
 
 def test_render_group_round_trips(real_config, cells_by_id):
@@ -431,7 +476,7 @@ def read_meta(cell_id: str) -> dict:
 def test_real_locks_have_a_folder_per_cell_and_nothing_else(real_cells):
     assert sorted(p.name for p in (ROOT / "locks").iterdir() if p.is_dir()) == sorted(c.id for c in real_cells)
     for cell in real_cells:
-        assert sorted(p.name for p in (ROOT / "locks" / cell.id).iterdir()) == ["cuda.txt", "jupyter.txt", "lock.json", "tensorflow.txt"]
+        assert sorted(p.name for p in (ROOT / "locks" / cell.id).iterdir()) == ["cuda.txt", "jupyter.txt", "lock.json", "science.txt", "tensorflow.txt"]
 
 
 def test_real_lock_inputs_match_versions_toml(real_config, real_cells):
@@ -491,3 +536,19 @@ def test_real_group_files_match_lock_json_and_are_generated(real_config, real_ce
             pins = lock.parse_compiled(text)
             assert {p.name: p.version for p in pins} == meta["groups"][group], (cell.id, group)
             assert lock.render_group(inputs, group, pins) == text, (cell.id, group)
+
+
+def test_real_science_and_jupyter_groups_are_shared_by_cpu_and_gpu_cells(real_cells):
+    """Identical groups are identical files, so CPU and GPU tags of one TF and Python share those layers."""
+    for group in ("science", "jupyter"):
+        by_key: dict[tuple, set[str]] = {}
+        for cell in real_cells:
+            by_key.setdefault((cell.tensorflow, cell.python), set()).add((ROOT / "locks" / cell.id / f"{group}.txt").read_text())
+        assert all(len(texts) == 1 for texts in by_key.values()), group
+
+
+def test_real_locks_give_numpy_and_h5py_to_the_tensorflow_group(real_cells):
+    for cell in real_cells:
+        groups = read_meta(cell.id)["groups"]
+        assert {"numpy", "h5py", "ml-dtypes"} <= set(groups["tensorflow"]), cell.id
+        assert {"pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "tqdm", "ipywidgets"} <= set(groups["science"]), cell.id

@@ -1,0 +1,121 @@
+"""What changed between two tags: package diffs of lock files and published manifests. Pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from .errors import PipelineError
+from .layers import previous_release
+from .matrix import Cell
+
+KINDS = ("added", "removed", "upgraded", "downgraded", "changed")
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    old: str | None
+    new: str | None
+
+    @property
+    def kind(self) -> str:
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        try:
+            return "upgraded" if Version(self.new) > Version(self.old) else "downgraded"
+        except InvalidVersion:  # not PEP 440: say it changed, without guessing a direction
+            return "changed"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One cell's packages against a baseline; `changes` is None when there is no baseline."""
+
+    cell: str
+    baseline: str  # what it is compared with: a cell id or a manifest file
+    changes: tuple[Change, ...] | None
+    note: str = ""
+
+    def counts(self) -> dict[str, int]:
+        found = {kind: 0 for kind in KINDS}
+        for change in self.changes or ():
+            found[change.kind] += 1
+        return found
+
+
+def diff(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[Change, ...]:
+    """Packages added, removed or with another version, by kind then name; unchanged ones are left out."""
+    changes = [Change(name, old.get(name), new.get(name)) for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+    return tuple(sorted(changes, key=lambda c: (KINDS.index(c.kind), c.name)))
+
+
+def comparisons(
+    selected: Sequence[Cell],
+    all_cells: Sequence[Cell],
+    versions_of: Callable[[Cell], Mapping[str, str]],
+    manifest: tuple[str, str, Mapping[str, str]] | None = None,
+) -> list[Comparison]:
+    """Per selected cell: against the previous TensorFlow release of the same Python/variant/CUDA in the
+    matrix (or a note that there is none), and against `manifest` (source, cell, packages) when given."""
+    result = []
+    for cell in selected:
+        new = versions_of(cell)
+        previous = previous_release(cell, all_cells)
+        if previous is None:
+            what = f"Python {cell.python} {cell.variant}" + (f" CUDA {cell.cuda}" if cell.cuda else "")
+            result.append(Comparison(cell.id, "", None, f"no earlier TensorFlow release of {what} in the matrix to compare with"))
+        else:
+            result.append(Comparison(cell.id, previous.id, diff(versions_of(previous), new)))
+        if manifest is not None:
+            source, manifest_cell, packages = manifest
+            result.append(Comparison(cell.id, f"the manifest of {manifest_cell} ({source})", diff(packages, new)))
+    return result
+
+
+def manifest_packages(text: str, source: str) -> tuple[str, dict[str, str]]:
+    """(cell, name -> version) of the locked Python packages of a published manifest (JSON)."""
+    try:
+        data = json.loads(text)
+        packages = {p["name"]: p["version"] for p in data["python_packages"] if p.get("group") != "venv"}
+        return str(data["cell"]), packages
+    except (ValueError, KeyError, TypeError) as exc:
+        fix = "give a reports/manifests/<cell>.json or an image's /usr/share/kerastack/manifest.json"
+        raise PipelineError(f"{source}: not a kerastack manifest ({type(exc).__name__}: {exc}); {fix}") from None
+
+
+def read_manifest(path: Path) -> tuple[str, dict[str, str]]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read the manifest ({exc.strerror}); check the path") from None
+    return manifest_packages(text, str(path))
+
+
+def to_text_rows(comparison: Comparison) -> list[tuple[str, str, str, str]]:
+    """(change, package, from, to) rows of one comparison."""
+    return [(c.kind, c.name, c.old or "–", c.new or "–") for c in comparison.changes or ()]
+
+
+def summary_line(comparison: Comparison) -> str:
+    if comparison.changes is None:
+        return f"{comparison.cell}: {comparison.note}"
+    counts = ", ".join(f"{n} {kind}" for kind, n in comparison.counts().items() if n) or "no package changed"
+    return f"{comparison.cell} vs {comparison.baseline}: {counts}"
+
+
+def to_markdown(comparisons: Sequence[Comparison]) -> str:
+    """The release summary: one section per comparison, each with its table of changes."""
+    lines = ["## What changed", ""]
+    for comparison in comparisons:
+        lines += [f"### {summary_line(comparison)}", ""]
+        rows = to_text_rows(comparison)
+        if rows:
+            lines += ["| change | package | from | to |", "|---|---|---|---|", *(f"| {k} | {n} | {o} | {v} |" for k, n, o, v in rows), ""]
+    return "\n".join(lines) + "\n"
