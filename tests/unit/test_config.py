@@ -496,9 +496,9 @@ def test_science_is_optional(real_text):
 @pytest.mark.parametrize(
     "old, new, key_path, problem",
     [
-        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", 3,', "science.packages[9]", "is not a requirement"),
+        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", 3,', "science.packages[9]", "expected a requirement string"),
         ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", "not a requirement!",', "science.packages[9]", "is not a requirement"),
-        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", "Pandas>=2",', "science.packages[9]", "pandas is listed twice"),
+        ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", "Pandas>=2",', "science.packages[9]", "pandas is already required by science.packages[2]"),
         ('"tqdm>=4.66,<5",', '"tqdm>=4.66,<5", "notebook",', "science.packages[9]", "notebook is also in jupyter.packages[1]"),
         ("[science]\npackages = [", "[science]\nextras = 1\npackages = [", "science.extras", "unknown key"),
     ],
