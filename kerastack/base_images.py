@@ -32,6 +32,35 @@ class BaseImage:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class BaseRecord:
+    """What a build report records about its base: enough to tell whether two builds had the same one."""
+
+    image_id: str
+    suite: str = ""  # bootstrapped bases: the Debian suite and mirror debootstrap used
+    mirror: str = ""
+
+
+def bootstrap_message(suite: str, mirror: str) -> str:
+    """The import comment of a bootstrapped base; `parse_bootstrap_message` reads it back."""
+    return f"debootstrap --variant=minbase {suite} {mirror}"
+
+
+def parse_bootstrap_message(comment: str) -> tuple[str, str]:
+    """(suite, mirror) from a bootstrapped base's comment; ("", "") for any other image."""
+    words = (comment or "").split()
+    if len(words) == 4 and words[:2] == ["debootstrap", "--variant=minbase"]:
+        return words[2], words[3]
+    return "", ""
+
+
+def record(base: BaseImage) -> BaseRecord:
+    """The base's image ID, and for a bootstrapped base the suite and mirror it was made from."""
+    found = docker.image.inspect(base.ref)
+    suite, mirror = parse_bootstrap_message(found.comment or "")
+    return BaseRecord(found.id, suite, mirror)
+
+
 def bootstrap_tag(suite: str) -> str:
     return f"{BOOTSTRAP_REPOSITORY}:{suite}-minbase"
 
@@ -102,5 +131,5 @@ def bootstrap(suite: str, tag: str) -> None:
             archive,
             tag=tag,
             changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["/bin/bash"]'],
-            message=f"debootstrap --variant=minbase {suite} {mirror}",
+            message=bootstrap_message(suite, mirror),
         )

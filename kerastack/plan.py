@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from .config import Config
 from .lock import LOCKS_DIR
@@ -60,6 +61,11 @@ class BuildPlan:
         }
 
 
+def source_date_epoch(created: str) -> int:
+    """The build's `created` time (RFC 3339, UTC: the commit time) as seconds since the epoch."""
+    return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+
+
 def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp, base_image: str, created: str) -> BuildPlan:
     """`base_image` is the base actually used (official or bootstrapped); `created` an RFC 3339 time."""
     r = resolve(config, cell)
@@ -68,6 +74,8 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
         "BASE_IMAGE": base_image,
         "PYTHON_VERSION": str(cell.python),
         "LOCK_DIR": f"{LOCKS_DIR}/{cell.id}",
+        # File times in every layer, and (BuildKit >= 0.11) the created/history times of the config.
+        "SOURCE_DATE_EPOCH": str(source_date_epoch(created)),
     }
     labels = {
         "org.opencontainers.image.title": f"Keras {r.release.keras} + TensorFlow {r.release.version} + Jupyter ({cell.variant})",

@@ -23,6 +23,9 @@ class CellReport:
     total_steps: int = 0
     base_image: str = ""
     base_source: str = ""
+    base_image_id: str = ""  # the base actually used, and for a bootstrapped one its Debian suite and mirror
+    base_suite: str = ""
+    base_mirror: str = ""
     log_file: str = ""
     error: str = ""
     previous_image_id: str | None = None
@@ -91,6 +94,12 @@ def to_markdown(report: BuildReport) -> str:
         tags = "<br>".join(f"`{t.rsplit(':', 1)[-1]}`" for t in c.tags + c.moving_tags)
         cells = (c.cell, "built", human(c.size), naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
         lines.append("| " + " | ".join(cells) + " |")
+    bases = sorted({(c.base_image, c.base_image_id, c.base_suite, c.base_mirror) for c in report.cells if c.base_image_id})
+    if bases:
+        lines += ["", "Base images:", ""]
+        for ref, image_id, suite, mirror in bases:
+            origin = f"; bootstrapped: `debootstrap --variant=minbase {suite}` from {mirror}" if suite else ""
+            lines.append(f"- `{ref}`: image ID `{image_id}`{origin}")
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,12 @@ def fingerprints(cfg) -> dict[str, str]:
 def test_gpu_plan(real_config, real_cells):
     p = plan_of(real_config, real_cells, "tf2.21.0-py3.11-gpu-cuda12.5")
     assert (p.id, p.target, p.image) == ("tf2.21.0-py3.11-gpu-cuda12.5", "gpu", "ghcr.io/kerastack/keras-jupyter")
-    assert dict(p.build_args) == {"BASE_IMAGE": BASE, "PYTHON_VERSION": "3.11", "LOCK_DIR": "locks/tf2.21.0-py3.11-gpu-cuda12.5"}
+    assert dict(p.build_args) == {
+        "BASE_IMAGE": BASE,
+        "PYTHON_VERSION": "3.11",
+        "LOCK_DIR": "locks/tf2.21.0-py3.11-gpu-cuda12.5",
+        "SOURCE_DATE_EPOCH": str(int(datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp())),
+    }
     assert p.local_refs == [
         "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5-20261124-a1b2c3d",
         "ghcr.io/kerastack/keras-jupyter:2.21.0-py3.11-gpu-cuda12.5",
