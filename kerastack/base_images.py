@@ -21,6 +21,11 @@ from .config import PythonVersion
 from .errors import PipelineError
 
 BOOTSTRAP_REPOSITORY = "kerastack-base/debian"
+# Bumped whenever `bootstrap` changes what goes into the rootfs, so an older base is not reused.
+# 2: /etc/hosts exists. Without it BuildKit < 0.13 creates and removes a mount stub for it in every
+# RUN step, and the step's layer gets /etc with the build's wall clock (not reproducible).
+BOOTSTRAP_RECIPE = 2
+ETC_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
@@ -62,7 +67,7 @@ def record(base: BaseImage) -> BaseRecord:
 
 
 def bootstrap_tag(suite: str) -> str:
-    return f"{BOOTSTRAP_REPOSITORY}:{suite}-minbase"
+    return f"{BOOTSTRAP_REPOSITORY}:{suite}-minbase-r{BOOTSTRAP_RECIPE}"
 
 
 def apt_sources(suite: str, mirror: str) -> str:
@@ -121,6 +126,7 @@ def bootstrap(suite: str, tag: str) -> None:
         if result.returncode != 0:
             raise PipelineError(f"debootstrap {suite} failed:\n{(result.stdout + result.stderr)[-2000:]}")
         (rootfs / "etc/apt/sources.list").write_text(apt_sources(suite, mirror))
+        (rootfs / "etc/hosts").write_text(ETC_HOSTS)
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
             for path in (rootfs / leftover).glob("*"):
                 if path.is_file():
