@@ -140,9 +140,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Build each selected cell twice from scratch and compare the images layer by layer."""
     from . import ca
-    from .rebuild import ReproduceOptions, reproduce
+    from .rebuild import ReproduceOptions, head_commit, reproduce
 
     config, all_cells, selected = _load(args)
+    head_commit(args.project_dir)  # fails closed before any build: the check builds a commit
     engine.ensure()
     report = reproduce(
         ReproduceOptions(
@@ -159,7 +160,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     )
     for c in report.cells:
         verdict = "error: " + c.error if c.error else ("identical" if c.ok else "DIFFERS")
-        image = "" if c.error else f"; image ID {'identical' if c.same_image_id else 'differs (config times)'}"
+        if c.error:
+            image = ""
+        elif c.same_image_id:
+            image = "; image ID identical"
+        else:
+            image = "; image ID differs" + (" (only the config's creation times, which this builder cannot set)" if c.ok else "")
         print(f"{c.cell}: {verdict} ({c.identical_layers}/{len(c.layers_above_base)} layers above the base identical{image})")
     err.print(f"report: {Path(args.report_dir) / 'reproduce.md'}")
     return 0 if report.ok else 1

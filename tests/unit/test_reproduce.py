@@ -259,3 +259,24 @@ def test_long_lists_are_cut_but_counted():
 
 def test_an_empty_report_is_not_a_success():
     assert not reproduce.ReproduceReport("a1b2c3d", 0, "", []).ok
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_reproduce_outside_a_git_checkout_fails_before_building(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "versions.toml", tmp_path / "versions.toml")
+    result = subprocess.run(
+        [sys.executable, "-m", "kerastack", "--project-dir", str(tmp_path), "reproduce", "id=tf2.21.0-py3.11-cpu"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "not a git checkout" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
