@@ -180,7 +180,7 @@ def test_fingerprint_changes_with_a_cuda_wheel_of_that_cuda_only(real_text, real
     before = fingerprints(real_config)
     after = fingerprints(edited(real_text, '"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5.3.3"'))
     changed = sorted(k for k in before if before[k] != after[k])
-    assert changed == ["tf2.21.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.13-gpu-cuda12.5"]
+    assert changed == ["tf2.20.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.13-gpu-cuda12.5"]
 
 
 @pytest.mark.parametrize(
@@ -358,7 +358,7 @@ def test_status_missing_group_file(locks_copy, real_config, real_cells):
     result = {s.cell_id: s for s in lock.status(locks_copy, real_config, real_cells)}
     assert result["tf2.21.0-py3.13-gpu-cuda12.9"].state == "missing"
     assert result["tf2.21.0-py3.13-gpu-cuda12.9"].detail == "group files missing: tensorflow"
-    assert sum(s.state == "ok" for s in result.values()) == 7
+    assert sum(s.state == "ok" for s in result.values()) == len(real_cells) - 1
 
 
 def test_status_missing_lock_json(locks_copy, real_config, real_cells):

@@ -138,7 +138,9 @@ def test_previous_release(real_cells, cells_by_id):
     assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-cpu"], real_cells) == cells_by_id["tf2.20.0-py3.11-cpu"]
     assert layers.previous_release(cells_by_id["tf2.21.0-py3.13-cpu"], real_cells) == cells_by_id["tf2.20.0-py3.13-cpu"]
     assert layers.previous_release(cells_by_id["tf2.20.0-py3.11-cpu"], real_cells) is None
-    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], real_cells) is None  # no 2.20 GPU cell
+    # The GPU pair that differs only in TensorFlow; the other CUDA/Python lines have no 2.20 GPU cell.
+    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], real_cells) == cells_by_id["tf2.20.0-py3.11-gpu-cuda12.5"]
+    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"], real_cells) is None
 
 
 def test_previous_release_is_the_next_lower_one():
