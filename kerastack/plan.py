@@ -74,6 +74,7 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
         "BASE_IMAGE": base_image,
         "PYTHON_VERSION": str(cell.python),
         "LOCK_DIR": f"{LOCKS_DIR}/{cell.id}",
+        "VARIANT": cell.variant,  # selects the variant's layers below the shared ones (the Dockerfile's cpu-libs/gpu-libs)
         # File times in every layer, and (BuildKit >= 0.11) the created/history times of the config.
         "SOURCE_DATE_EPOCH": str(source_date_epoch(created)),
     }

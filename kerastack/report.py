@@ -103,12 +103,17 @@ def to_markdown(report: BuildReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_build_report(report: BuildReport, directory: Path) -> tuple[Path, Path]:
+def write_pair(directory: Path, json_name: str, json_text: str, markdown_name: str, markdown: str) -> tuple[Path, Path]:
+    """Write a report's JSON (for machines) and Markdown (for people) side by side."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / JSON_NAME, directory / MARKDOWN_NAME
-    json_path.write_text(report.to_json())
-    md_path.write_text(to_markdown(report))
+    json_path, md_path = directory / json_name, directory / markdown_name
+    json_path.write_text(json_text)
+    md_path.write_text(markdown)
     return json_path, md_path
+
+
+def write_build_report(report: BuildReport, directory: Path) -> tuple[Path, Path]:
+    return write_pair(directory, JSON_NAME, report.to_json(), MARKDOWN_NAME, to_markdown(report))
 
 
 def load_build_report(directory: Path) -> BuildReport:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .report import write_pair
+
 JSON_NAME = "reproduce.json"
 MARKDOWN_NAME = "reproduce.md"
 # Fields of a tar member compared one by one, in the order they are reported.
@@ -344,11 +346,7 @@ def to_markdown(report: ReproduceReport) -> str:
 
 
 def write_reproduce_report(report: ReproduceReport, directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / JSON_NAME, directory / MARKDOWN_NAME
-    json_path.write_text(report.to_json())
-    md_path.write_text(to_markdown(report))
-    return json_path, md_path
+    return write_pair(directory, JSON_NAME, report.to_json(), MARKDOWN_NAME, to_markdown(report))
 
 
 def count_identical(comparisons: Iterable[ImageComparison]) -> tuple[int, int]:

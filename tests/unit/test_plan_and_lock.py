@@ -68,6 +68,7 @@ def test_gpu_plan(real_config, real_cells):
         "BASE_IMAGE": BASE,
         "PYTHON_VERSION": "3.11",
         "LOCK_DIR": "locks/tf2.21.0-py3.11-gpu-cuda12.5",
+        "VARIANT": "gpu",
         "SOURCE_DATE_EPOCH": str(int(datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp())),
     }
     assert p.local_refs == [
