@@ -55,7 +55,7 @@ SOURCE_DATE_EPOCH_SINCE = (0, 11)  # BuildKit sets created/history times from SO
 @functools.cache
 def buildkit_version(builder: str | None = None) -> str:
     """The BuildKit version of a buildx builder (`docker buildx inspect`), e.g. `v0.8+unknown`."""
-    found = docker.buildx.inspect(builder)
+    found = docker.buildx.inspect(builder, bootstrap=True)  # a docker-container builder shows its version once started
     return next((node.version for node in found.nodes if node.version), "") if found.nodes else ""
 
 

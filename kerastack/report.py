@@ -74,6 +74,20 @@ def human(size: int | None) -> str:
     return f"{size} B"
 
 
+def shared_layers(cells: list[CellReport]) -> list[tuple[str, int, list[str]]]:
+    """(diff ID, size, cells) of every non-empty layer that two or more built cells have, largest first."""
+    holders: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
+    for c in cells:
+        if c.status != "built":
+            continue
+        for diff_id, size in dict(c.layers).items():
+            if size > 0:
+                holders.setdefault(diff_id, []).append(c.cell)
+                sizes[diff_id] = size
+    return sorted(((d, sizes[d], sorted(h)) for d, h in holders.items() if len(h) > 1), key=lambda row: (-row[1], row[0]))
+
+
 def to_markdown(report: BuildReport) -> str:
     lines = [
         f"# Build report ({report.created}, revision {report.revision})",
@@ -94,6 +108,10 @@ def to_markdown(report: BuildReport) -> str:
         tags = "<br>".join(f"`{t.rsplit(':', 1)[-1]}`" for t in c.tags + c.moving_tags)
         cells = (c.cell, "built", human(c.size), naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
         lines.append("| " + " | ".join(cells) + " |")
+    common = shared_layers(report.cells)
+    if common:
+        lines += ["", "Layers that several cells of this report share (one download for all of them):", "", "| layer | size | cells |", "|---|---|---|"]
+        lines += [f"| `{diff_id[:19]}` | {human(size)} | {', '.join(cells)} |" for diff_id, size, cells in common]
     bases = sorted({(c.base_image, c.base_image_id, c.base_suite, c.base_mirror) for c in report.cells if c.base_image_id})
     if bases:
         lines += ["", "Base images:", ""]

@@ -294,3 +294,18 @@ def test_source_date_epoch_is_the_created_time():
 
     assert source_date_epoch("1970-01-01T00:00:00Z") == 0
     assert source_date_epoch("2026-11-24T12:00:00Z") == 1795521600
+
+
+def test_shared_layers_lists_each_layer_two_cells_have_largest_first():
+    cpu = CellReport(cell="cpu", status="built", layers=[("sha256:base", 100), ("sha256:empty", 0), ("sha256:jupyter", 150), ("sha256:tf-cpu", 500)])
+    gpu = CellReport(cell="gpu", status="built", layers=[("sha256:base", 100), ("sha256:empty", 0), ("sha256:cuda", 4000), ("sha256:jupyter", 150)])
+    old = CellReport(cell="old", status="built", layers=[("sha256:base", 100), ("sha256:cuda", 4000)])
+    failed = CellReport.failed("broken", "boom")
+    assert report.shared_layers([cpu, gpu, old, failed]) == [
+        ("sha256:cuda", 4000, ["gpu", "old"]),
+        ("sha256:jupyter", 150, ["cpu", "gpu"]),
+        ("sha256:base", 100, ["cpu", "gpu", "old"]),
+    ]
+    md = report.to_markdown(BuildReport("r", "t", [], [cpu, gpu, old, failed]))
+    assert "| `sha256:jupyter` | 150 B | cpu, gpu |" in md
+    assert "sha256:empty" not in md and "sha256:tf-cpu" not in md
