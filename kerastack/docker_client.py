@@ -54,9 +54,16 @@ SOURCE_DATE_EPOCH_SINCE = (0, 11)  # BuildKit sets created/history times from SO
 
 @functools.cache
 def buildkit_version(builder: str | None = None) -> str:
-    """The BuildKit version of a buildx builder (`docker buildx inspect`), e.g. `v0.8+unknown`."""
-    found = docker.buildx.inspect(builder, bootstrap=True)  # a docker-container builder shows its version once started
-    return next((node.version for node in found.nodes if node.version), "") if found.nodes else ""
+    """The BuildKit version of a buildx builder (`docker buildx inspect`), e.g. `v0.8+unknown`; "" when unknown.
+
+    An unknown version means no `rewrite-timestamp`: the Dockerfile's own clamping still applies, and a
+    builder that does not exist fails the build itself, with buildx's message.
+    """
+    try:
+        found = docker.buildx.inspect(builder, bootstrap=True)  # a docker-container builder shows its version once started
+    except DockerException:
+        return ""
+    return next((node.version for node in found.nodes if node.version), "")
 
 
 def rewrites_timestamps(builder: str | None = None) -> bool:
