@@ -83,6 +83,13 @@ def build_matrix(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def reproduce(session: nox.Session) -> None:
+    """Build the selected cells twice from scratch (clean `git archive` exports) and compare them layer by layer."""
+    _install(session)
+    _kerastack(session, "reproduce")
+
+
+@nox.session(python=PYTHON)
 def smoke(session: nox.Session) -> None:
     """Smoke-test the built images of the selected cells in real containers."""
     _install(session, "test")

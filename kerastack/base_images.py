@@ -21,6 +21,11 @@ from .config import PythonVersion
 from .errors import PipelineError
 
 BOOTSTRAP_REPOSITORY = "kerastack-base/debian"
+# Bumped whenever `bootstrap` changes what goes into the rootfs, so an older base is not reused.
+# 2: /etc/hosts exists. Without it BuildKit < 0.13 creates and removes a mount stub for it in every
+# RUN step, and the step's layer gets /etc with the build's wall clock (not reproducible).
+BOOTSTRAP_RECIPE = 2
+ETC_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
@@ -32,8 +37,37 @@ class BaseImage:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class BaseRecord:
+    """What a build report records about its base: enough to tell whether two builds had the same one."""
+
+    image_id: str
+    suite: str = ""  # bootstrapped bases: the Debian suite and mirror debootstrap used
+    mirror: str = ""
+
+
+def bootstrap_message(suite: str, mirror: str) -> str:
+    """The import comment of a bootstrapped base; `parse_bootstrap_message` reads it back."""
+    return f"debootstrap --variant=minbase {suite} {mirror}"
+
+
+def parse_bootstrap_message(comment: str) -> tuple[str, str]:
+    """(suite, mirror) from a bootstrapped base's comment; ("", "") for any other image."""
+    words = (comment or "").split()
+    if len(words) == 4 and words[:2] == ["debootstrap", "--variant=minbase"]:
+        return words[2], words[3]
+    return "", ""
+
+
+def record(base: BaseImage) -> BaseRecord:
+    """The base's image ID, and for a bootstrapped base the suite and mirror it was made from."""
+    found = docker.image.inspect(base.ref)
+    suite, mirror = parse_bootstrap_message(found.comment or "")
+    return BaseRecord(found.id, suite, mirror)
+
+
 def bootstrap_tag(suite: str) -> str:
-    return f"{BOOTSTRAP_REPOSITORY}:{suite}-minbase"
+    return f"{BOOTSTRAP_REPOSITORY}:{suite}-minbase-r{BOOTSTRAP_RECIPE}"
 
 
 def apt_sources(suite: str, mirror: str) -> str:
@@ -92,6 +126,7 @@ def bootstrap(suite: str, tag: str) -> None:
         if result.returncode != 0:
             raise PipelineError(f"debootstrap {suite} failed:\n{(result.stdout + result.stderr)[-2000:]}")
         (rootfs / "etc/apt/sources.list").write_text(apt_sources(suite, mirror))
+        (rootfs / "etc/hosts").write_text(ETC_HOSTS)
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
             for path in (rootfs / leftover).glob("*"):
                 if path.is_file():
@@ -102,5 +137,5 @@ def bootstrap(suite: str, tag: str) -> None:
             archive,
             tag=tag,
             changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["/bin/bash"]'],
-            message=f"debootstrap --variant=minbase {suite} {mirror}",
+            message=bootstrap_message(suite, mirror),
         )

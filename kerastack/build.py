@@ -150,6 +150,7 @@ def build_matrix(options: BuildOptions, console: Console | None = None) -> Build
 
 
 def _built(plan: BuildPlan, outcome: docker_client.BuildOutcome, base: base_images.BaseImage, previous_id: str | None, log_file: str) -> CellReport:
+    base_record = base_images.record(base)
     return CellReport(
         cell=plan.id,
         status="built",
@@ -162,6 +163,9 @@ def _built(plan: BuildPlan, outcome: docker_client.BuildOutcome, base: base_imag
         total_steps=outcome.total_steps,
         base_image=base.ref,
         base_source=base.source,
+        base_image_id=base_record.image_id,
+        base_suite=base_record.suite,
+        base_mirror=base_record.mirror,
         log_file=log_file,
         previous_image_id=previous_id if previous_id and previous_id != outcome.image_id else None,
         layers=[(layer.diff_id, layer.size) for layer in docker_client.layers(plan.immutable_ref)],

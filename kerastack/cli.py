@@ -166,6 +166,40 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Build each selected cell twice from scratch and compare the images layer by layer."""
+    from . import ca
+    from .rebuild import ReproduceOptions, head_commit, reproduce
+
+    config, all_cells, selected = _load(args)
+    head_commit(args.project_dir)  # fails closed before any build: the check builds a commit
+    engine.ensure()
+    report = reproduce(
+        ReproduceOptions(
+            root=args.project_dir,
+            config=config,
+            all_cells=tuple(all_cells),
+            selected=tuple(selected),
+            ca_bundle=ca.find_bundle(args.ca_bundle),
+            builder=args.builder,
+            report_dir=Path(args.report_dir),
+            work_dir=Path(args.work_dir) if args.work_dir else None,
+        ),
+        err,
+    )
+    for c in report.cells:
+        verdict = "error: " + c.error if c.error else ("identical" if c.ok else "DIFFERS")
+        if c.error:
+            image = ""
+        elif c.same_image_id:
+            image = "; image ID identical"
+        else:
+            image = "; image ID differs" + (" (only the config's creation times, which this builder cannot set)" if c.ok else "")
+        print(f"{c.cell}: {verdict} ({c.identical_layers}/{len(c.layers_above_base)} layers above the base identical{image})")
+    err.print(f"report: {Path(args.report_dir) / 'reproduce.md'}")
+    return 0 if report.ok else 1
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     """Print a local reference of the default image of a variant: pulled, or built when no registry has it."""
     from python_on_whales import DockerException, docker
@@ -367,6 +401,11 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where the build report goes (default: reports/)")
         if name == "image":
             sp.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
+    sp = command("reproduce", cmd_reproduce, "build each selected cell twice from scratch and compare the layers; writes reports/reproduce.{json,md}")
+    sp.add_argument("--ca-bundle", help="PEM bundle for a TLS-intercepting proxy (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT)")
+    sp.add_argument("--builder", help="an existing buildx builder (default: BUILDX_BUILDER)")
+    sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where reproduce.{json,md} go (default: reports/)")
+    sp.add_argument("--work-dir", help="where the two exports and saved images go (default: the system's temp dir)")
     sp = command("smoke", cmd_smoke, "smoke-test built images in real containers; writes reports/smoke-report.json")
     sp.add_argument("--reports", default=str(ROOT / "reports"), help="where the build report is and the smoke report goes")
     sp.add_argument("--build", action="store_true", help="(re)build the cells first instead of testing the existing images")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import time
@@ -41,6 +42,35 @@ def builder_name(explicit: str | None = None) -> str | None:
     return explicit or os.environ.get("BUILDX_BUILDER") or None
 
 
+def parse_buildkit_version(text: str | None) -> tuple[int, int] | None:
+    """`v0.8+unknown` -> (0, 8); `v0.13.2` -> (0, 13); None when unknown."""
+    match = re.match(r"^v?(\d+)\.(\d+)", (text or "").strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+REWRITE_TIMESTAMP_SINCE = (0, 13)  # BuildKit's `rewrite-timestamp=true` output option
+SOURCE_DATE_EPOCH_SINCE = (0, 11)  # BuildKit sets created/history times from SOURCE_DATE_EPOCH
+
+
+@functools.cache
+def buildkit_version(builder: str | None = None) -> str:
+    """The BuildKit version of a buildx builder (`docker buildx inspect`), e.g. `v0.8+unknown`; "" when unknown.
+
+    An unknown version means no `rewrite-timestamp`: the Dockerfile's own clamping still applies, and a
+    builder that does not exist fails the build itself, with buildx's message.
+    """
+    try:
+        found = docker.buildx.inspect(builder, bootstrap=True)  # a docker-container builder shows its version once started
+    except DockerException:
+        return ""
+    return next((node.version for node in found.nodes if node.version), "")
+
+
+def rewrites_timestamps(builder: str | None = None) -> bool:
+    version = parse_buildkit_version(buildkit_version(builder))
+    return version is not None and version >= REWRITE_TIMESTAMP_SINCE
+
+
 def build(
     plan: BuildPlan,
     context: Path,
@@ -51,16 +81,25 @@ def build(
     cache_to: str | None = None,
     no_cache: bool = False,
     extra_tags: Sequence[str] = (),
+    only_tags: Sequence[str] = (),
     on_step: Callable[[str], None] = lambda step: None,
 ) -> BuildOutcome:
-    """Build one plan with buildx, streaming the plain log; never raises for a failed build."""
+    """Build one plan with buildx, streaming the plain log; never raises for a failed build.
+
+    `only_tags` replaces the plan's tags (throwaway builds such as the reproducibility check).
+    Where the builder's BuildKit can (>= 0.13), it also clamps every file time in the layers to
+    SOURCE_DATE_EPOCH itself (`rewrite-timestamp`); the Dockerfile does it on older ones.
+    """
+    tags = list(only_tags) or [*plan.local_refs, *extra_tags]
+    output = {"type": "docker", "rewrite-timestamp": "true"} if rewrites_timestamps(builder_name(builder)) else None
     return _stream_build(
-        plan.immutable_ref,
+        tags[0],
         on_step,
+        output=output,
         context_path=context,
         file=context / DOCKERFILE,
         target=plan.target,
-        tags=[*plan.local_refs, *extra_tags],
+        tags=tags,
         build_args=dict(plan.build_args),
         labels=dict(plan.labels),
         secrets=list(secrets),
@@ -82,8 +121,12 @@ def _stream_build(result_ref: str, on_step: Callable[[str], None], **buildx_opti
     log: list[str] = []
     steps: dict[str, str] = {}
     cached: set[str] = set()
+    if output := buildx_options.pop("output", None):
+        buildx_options["output"] = output  # an explicit docker-type output loads the image as --load would
+    else:
+        buildx_options["load"] = True
     try:
-        for line in docker.buildx.build(load=True, progress="plain", stream_logs=True, **buildx_options):
+        for line in docker.buildx.build(progress="plain", stream_logs=True, **buildx_options):
             line = line.rstrip("\n")
             log.append(line)
             if match := _STEP.match(line):
@@ -142,6 +185,11 @@ def layers(ref: str) -> list[Layer]:
 def read_file(ref: str, path: str) -> str:
     """A text file of an image, read by a throwaway container (run as root, without the entrypoint)."""
     return docker.run(ref, ["cat", path], remove=True, entrypoint="", user="root")
+
+
+def save(ref: str, archive: Path) -> None:
+    """`docker save` one image into a tar archive (manifest.json, config, one tar per layer)."""
+    docker.image.save(ref, output=archive)
 
 
 def tag(source: str, target: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from .config import Config
 from .lock import LOCKS_DIR
@@ -65,6 +66,11 @@ class BuildPlan:
 GPU_OP_LABEL = "not known at build time; the publish report (gpu_op_on_gpu) and the release summary record it per digest"
 
 
+def source_date_epoch(created: str) -> int:
+    """The build's `created` time (RFC 3339, UTC: the commit time) as seconds since the epoch."""
+    return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+
+
 def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp, base_image: str, created: str) -> BuildPlan:
     """`base_image` is the base actually used (official or bootstrapped); `created` an RFC 3339 time."""
     r = resolve(config, cell)
@@ -74,6 +80,9 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
         "PYTHON_VERSION": str(cell.python),
         "LOCK_DIR": f"{LOCKS_DIR}/{cell.id}",
         "MANIFEST_FACTS": json.dumps(manifest_facts(config, cell, base_image), sort_keys=True, separators=(",", ":")),
+        "VARIANT": cell.variant,  # selects the variant's layers below the shared ones (the Dockerfile's cpu-libs/gpu-libs)
+        # File times in every layer, and (BuildKit >= 0.11) the created/history times of the config.
+        "SOURCE_DATE_EPOCH": str(source_date_epoch(created)),
     }
     labels = {
         "org.opencontainers.image.title": f"Keras {r.release.keras} + TensorFlow {r.release.version} + Jupyter ({cell.variant})",

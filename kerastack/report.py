@@ -23,6 +23,9 @@ class CellReport:
     total_steps: int = 0
     base_image: str = ""
     base_source: str = ""
+    base_image_id: str = ""  # the base actually used, and for a bootstrapped one its Debian suite and mirror
+    base_suite: str = ""
+    base_mirror: str = ""
     log_file: str = ""
     error: str = ""
     previous_image_id: str | None = None
@@ -73,6 +76,20 @@ def human(size: int | None) -> str:
     return f"{size} B"
 
 
+def shared_layers(cells: list[CellReport]) -> list[tuple[str, int, list[str]]]:
+    """(diff ID, size, cells) of every non-empty layer that two or more built cells have, largest first."""
+    holders: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
+    for c in cells:
+        if c.status != "built":
+            continue
+        for diff_id, size in dict(c.layers).items():
+            if size > 0:
+                holders.setdefault(diff_id, []).append(c.cell)
+                sizes[diff_id] = size
+    return sorted(((d, sizes[d], sorted(h)) for d, h in holders.items() if len(h) > 1), key=lambda row: (-row[1], row[0]))
+
+
 def to_markdown(report: BuildReport) -> str:
     lines = [
         f"# Build report ({report.created}, revision {report.revision})",
@@ -100,15 +117,30 @@ def to_markdown(report: BuildReport) -> str:
     manifests = [f for c in report.cells for f in c.manifest_files if f.endswith(".md")]
     if manifests:
         lines += ["", "Manifests (packages and versions of each image): " + ", ".join(f"`{f}`" for f in manifests)]
+    common = shared_layers(report.cells)
+    if common:
+        lines += ["", "Layers that several cells of this report share (one download for all of them):", "", "| layer | size | cells |", "|---|---|---|"]
+        lines += [f"| `{diff_id[:19]}` | {human(size)} | {', '.join(cells)} |" for diff_id, size, cells in common]
+    bases = sorted({(c.base_image, c.base_image_id, c.base_suite, c.base_mirror) for c in report.cells if c.base_image_id})
+    if bases:
+        lines += ["", "Base images:", ""]
+        for ref, image_id, suite, mirror in bases:
+            origin = f"; bootstrapped: `debootstrap --variant=minbase {suite}` from {mirror}" if suite else ""
+            lines.append(f"- `{ref}`: image ID `{image_id}`{origin}")
     return "\n".join(lines) + "\n"
 
 
-def write_build_report(report: BuildReport, directory: Path) -> tuple[Path, Path]:
+def write_pair(directory: Path, json_name: str, json_text: str, markdown_name: str, markdown: str) -> tuple[Path, Path]:
+    """Write a report's JSON (for machines) and Markdown (for people) side by side."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / JSON_NAME, directory / MARKDOWN_NAME
-    json_path.write_text(report.to_json())
-    md_path.write_text(to_markdown(report))
+    json_path, md_path = directory / json_name, directory / markdown_name
+    json_path.write_text(json_text)
+    md_path.write_text(markdown)
     return json_path, md_path
+
+
+def write_build_report(report: BuildReport, directory: Path) -> tuple[Path, Path]:
+    return write_pair(directory, JSON_NAME, report.to_json(), MARKDOWN_NAME, to_markdown(report))
 
 
 def load_build_report(directory: Path) -> BuildReport:

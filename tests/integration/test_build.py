@@ -252,7 +252,7 @@ def test_bootstrapped_base_is_tagged_deterministically_and_reused(project_config
     python = project_config.python[project_config.defaults.python]
     first = base_images.resolve(python, offline=True)
     again = base_images.resolve(python, offline=True)
-    assert first.ref == again.ref == f"kerastack-base/debian:{python.debian_suite}-minbase"
+    assert first.ref == again.ref == f"kerastack-base/debian:{python.debian_suite}-minbase-r{base_images.BOOTSTRAP_RECIPE}"
     assert again.source == "local"
     os_release = docker.run(again.ref, ["cat", "/etc/os-release"], remove=True)
     assert f"VERSION_CODENAME={python.debian_suite}" in os_release

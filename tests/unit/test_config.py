@@ -14,6 +14,20 @@ from kerastack.errors import ConfigError, PipelineError
 from kerastack.versions import Version
 
 FILE = "versions.toml"
+# The real file ends with one [[matrix.include]] (the GPU pair that shows the shared CUDA layer).
+# The bad-input cases below edit the file without it, so each appended table is the first of its kind.
+GPU_PAIR_INCLUDE = re.compile(r"\n# \.\.\. except one GPU pair.*\Z", re.DOTALL)
+
+
+@pytest.fixture(scope="module")
+def base_text() -> str:
+    """versions.toml without its include: what the bad-input cases edit."""
+    from tests.unit.conftest import ROOT
+
+    text = (ROOT / FILE).read_text(encoding="utf-8")
+    stripped = GPU_PAIR_INCLUDE.sub("\n", text)
+    assert stripped != text and "[[matrix.include]]" not in stripped, "versions.toml no longer ends with the GPU-pair include"
+    return stripped
 
 
 def edit(text: str, old: str, new: str) -> str:
@@ -51,8 +65,11 @@ def expect_error(text: str, key_path: str, *, problem: str = "", fix: str = "", 
 # ---------------------------------------------------------------- the real file
 
 
-def test_real_versions_toml_loads(real_config, real_cells):
-    c = real_config
+def test_real_versions_toml_loads():
+    from tests.unit.conftest import ROOT
+
+    c = config.parse((ROOT / FILE).read_text(encoding="utf-8"), FILE)
+    real_cells = matrix.cells(c)
     assert c.path == FILE
     assert (c.registry, c.repository, c.image) == ("ghcr.io", "kerastack/keras-jupyter", "ghcr.io/kerastack/keras-jupyter")
     assert (str(c.defaults.tensorflow), str(c.defaults.python), str(c.defaults.cuda)) == ("2.21.0", "3.11", "12.5")
@@ -74,52 +91,54 @@ def test_real_versions_toml_loads(real_config, real_cells):
         "cpu": ("tensorflow-cpu", False),
         "gpu": ("tensorflow[and-cuda]", True),
     }
-    assert len(c.excludes) == 1 and c.excludes[0].key_path == "matrix.exclude[0]" and c.includes == ()
-    assert len(real_cells) == 8
+    assert len(c.excludes) == 1 and c.excludes[0].key_path == "matrix.exclude[0]"
+    # The GPU pair that differs only in TensorFlow: the build report shows the CUDA layer they share.
+    assert [(str(r.tensorflow), str(r.python), r.variant, str(r.cuda)) for r in c.includes] == [("2.20.0", "3.11", "gpu", "12.5")]
+    assert len(real_cells) == 9
 
 
-def test_load_reads_the_file_and_names_a_missing_one(tmp_path, real_text):
+def test_load_reads_the_file_and_names_a_missing_one(tmp_path, base_text):
     path = tmp_path / "versions.toml"
-    path.write_text(real_text)
+    path.write_text(base_text)
     assert config.load(path).path == str(path)
     with pytest.raises(ConfigError) as info:
         config.load(tmp_path / "nope.toml")
     assert info.value.file == str(tmp_path / "nope.toml") and "not found" in info.value.problem and "--config" in info.value.fix
 
 
-def test_error_names_the_file_it_was_given(real_text):
-    expect_error(top_level(real_text, "colour = 1"), "colour", file="conf/other.toml")
+def test_error_names_the_file_it_was_given(base_text):
+    expect_error(top_level(base_text, "colour = 1"), "colour", file="conf/other.toml")
 
 
 # ---------------------------------------------------------------- unknown keys
 
 
-def test_unknown_top_level_key(real_text):
-    err = expect_error(top_level(real_text, 'colour = "blue"'), "colour", problem="unknown key")
+def test_unknown_top_level_key(base_text):
+    err = expect_error(top_level(base_text, 'colour = "blue"'), "colour", problem="unknown key")
     assert "registry" in err.fix and "matrix" in err.fix
 
 
-def test_unknown_key_in_a_release(real_text):
-    text = edit(real_text, 'keras = "3.12.4"\n', 'keras = "3.12.4"\nnumpy = "2.0"\n')
+def test_unknown_key_in_a_release(base_text):
+    text = edit(base_text, 'keras = "3.12.4"\n', 'keras = "3.12.4"\nnumpy = "2.0"\n')
     err = expect_error(text, 'tensorflow."2.21.0".numpy', problem="unknown key")
     assert "keras" in err.fix and "built_with" in err.fix
 
 
-def test_unknown_key_in_an_exclude(real_text):
-    err = expect_error(real_text + "gpu = true\n", "matrix.exclude[0].gpu", problem="unknown key")
+def test_unknown_key_in_an_exclude(base_text):
+    err = expect_error(base_text + "gpu = true\n", "matrix.exclude[0].gpu", problem="unknown key")
     assert "variant" in err.fix
 
 
-def test_unknown_key_in_registry(real_text):
-    text = edit(real_text, 'host = "ghcr.io"\n', 'host = "ghcr.io"\nport = 443\n')
+def test_unknown_key_in_registry(base_text):
+    text = edit(base_text, 'host = "ghcr.io"\n', 'host = "ghcr.io"\nport = 443\n')
     expect_error(text, "registry.port", problem="unknown key", fix="host, repository")
 
 
 # ---------------------------------------------------------------- combinations a release does not support
 
 
-def test_python_outside_a_release_range_names_the_cell_and_suggests_an_exclude(real_text):
-    text = edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.11", "3.13", "3.14"]')
+def test_python_outside_a_release_range_names_the_cell_and_suggests_an_exclude(base_text):
+    text = edit(base_text, 'python = ["3.11", "3.13"]', 'python = ["3.11", "3.13", "3.14"]')
     text = edit(text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.10", max = "3.14" }')  # 2.21.0 supports it
     text += '\n[python."3.14"]\nbase_image = "docker.io/library/python:3.14-slim-trixie@sha256:' + "1" * 64 + '"\noffline = { debian = "trixie" }\n'
     err = expect_error(text, "matrix.python", problem="(cell tf2.20.0-py3.14-cpu)", fix='[[matrix.exclude]] tensorflow = "2.20.0", python = "3.14"')
@@ -134,26 +153,26 @@ def test_python_outside_a_release_range_names_the_cell_and_suggests_an_exclude(r
     assert len(ids) == 11
 
 
-def test_python_below_a_release_range(real_text):
-    text = edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.9", "3.11", "3.13"]')
+def test_python_below_a_release_range(base_text):
+    text = edit(base_text, 'python = ["3.11", "3.13"]', 'python = ["3.9", "3.11", "3.13"]')
     text += '\n[python."3.9"]\nbase_image = "docker.io/library/python:3.9-slim-bookworm@sha256:' + "2" * 64 + '"\noffline = { debian = "bookworm" }\n'
     # 2.20.0 supports 3.9, 2.21.0 does not (min 3.10)
     expect_error(text, "matrix.python", problem="TensorFlow 2.21.0 supports Python >= 3.10, <= 3.13, not 3.9 (cell tf2.21.0-py3.9-cpu)")
 
 
-def test_cuda_a_release_does_not_accept(real_text):
-    text = edit(real_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["11.8", "12.5", "12.9"]')
+def test_cuda_a_release_does_not_accept(base_text):
+    text = edit(base_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["11.8", "12.5", "12.9"]')
     text += '\n[cuda."11.8"]\ncudnn = "8.9"\nmin_driver = "520.61"\nwheels = { "nvidia-cuda-runtime-cu12" = "11.8.89" }\n'
     err = expect_error(text, "matrix.cuda", problem="accepts CUDA >= 12.5, < 13, not 11.8 (cell tf2.21.0-py3.11-gpu-cuda11.8)")
     assert '[[matrix.exclude]] tensorflow = "2.21.0", cuda = "11.8"' in err.fix
 
     tf, cuda = re.search(r'tensorflow = "([^"]+)", cuda = "([^"]+)"', err.fix).groups()
     fixed = text + f'\n[[matrix.exclude]]\ntensorflow = "{tf}"\ncuda = "{cuda}"\n'
-    assert [cell.id for cell in load(fixed)] == [cell.id for cell in load(real_text)]
+    assert [cell.id for cell in load(fixed)] == [cell.id for cell in load(base_text)]
 
 
-def test_cuda_at_or_above_an_exclusive_bound_is_rejected(real_text):
-    text = edit(real_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["12.5", "13.0"]')
+def test_cuda_at_or_above_an_exclusive_bound_is_rejected(base_text):
+    text = edit(base_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["12.5", "13.0"]')
     text += '\n[cuda."13.0"]\ncudnn = "9.12"\nmin_driver = "580.65"\nwheels = { "nvidia-cuda-runtime-cu12" = "13.0.48" }\n'
     expect_error(text, "matrix.cuda", problem="not 13.0 (cell tf2.21.0-py3.11-gpu-cuda13.0)")
 
@@ -180,35 +199,35 @@ def test_cuda_at_or_above_an_exclusive_bound_is_rejected(real_text):
     ],
     ids=["2.x", "three", "float-3.11", "1..2", "cudnn-rc", "driver-float", "range-v13", "wheel-not-pep440"],
 )
-def test_malformed_versions(real_text, old, new, key_path, problem):
-    expect_error(edit(real_text, old, new), key_path, problem=problem)
+def test_malformed_versions(base_text, old, new, key_path, problem):
+    expect_error(edit(base_text, old, new), key_path, problem=problem)
 
 
-def test_float_version_fix_says_to_quote_it(real_text):
-    err = expect_error(edit(real_text, 'python = ["3.11", "3.13"]', 'python = [3.11, "3.13"]'), "matrix.python[0]")
+def test_float_version_fix_says_to_quote_it(base_text):
+    err = expect_error(edit(base_text, 'python = ["3.11", "3.13"]', 'python = [3.11, "3.13"]'), "matrix.python[0]")
     assert err.fix == 'quote it: "3.11"'
 
 
-def test_axis_lists_a_version_twice(real_text):
-    expect_error(edit(real_text, 'python = ["3.11", "3.13"]', 'python = ["3.11", "3.13", "3.11"]'), "matrix.python[2]", problem="listed twice")
+def test_axis_lists_a_version_twice(base_text):
+    expect_error(edit(base_text, 'python = ["3.11", "3.13"]', 'python = ["3.11", "3.13", "3.11"]'), "matrix.python[2]", problem="listed twice")
 
 
-def test_range_with_both_max_and_below(real_text):
-    text = edit(real_text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.10", max = "3.13", below = "3.14" }')
+def test_range_with_both_max_and_below(base_text):
+    text = edit(base_text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.10", max = "3.13", below = "3.14" }')
     expect_error(text, 'tensorflow."2.21.0".python', problem="exactly one of")
 
 
-def test_range_upper_bound_below_min(real_text):
-    text = edit(real_text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.13", max = "3.10" }')
+def test_range_upper_bound_below_min(base_text):
+    text = edit(base_text, 'python = { min = "3.10", max = "3.13" }', 'python = { min = "3.13", max = "3.10" }')
     expect_error(text, 'tensorflow."2.21.0".python', problem="upper bound 3.10 is below min 3.13")
 
 
-def test_version_with_trailing_newline_is_malformed(real_text):
-    expect_error(edit(real_text, 'tensorflow = ["2.20.0", "2.21.0"]', 'tensorflow = ["2.20.0", "2.21.0\\n"]'), "matrix.tensorflow[1]", problem="malformed")
+def test_version_with_trailing_newline_is_malformed(base_text):
+    expect_error(edit(base_text, 'tensorflow = ["2.20.0", "2.21.0"]', 'tensorflow = ["2.20.0", "2.21.0\\n"]'), "matrix.tensorflow[1]", problem="malformed")
 
 
-def test_two_spellings_of_one_release_are_rejected(real_text):
-    text = real_text + (
+def test_two_spellings_of_one_release_are_rejected(base_text):
+    text = base_text + (
         '\n[tensorflow."2.21.00"]\npython = { min = "3.10", max = "3.13" }\nbuilt_with = { cuda = "12.5", cudnn = "9.3" }\n'
         'cuda = { min = "12.5", below = "13" }\nkeras = "9.9.9"\n'
     )
@@ -220,98 +239,98 @@ def test_two_spellings_of_one_release_are_rejected(real_text):
 # ---------------------------------------------------------------- GPU cells and CUDA data
 
 
-def test_gpu_variant_without_a_cuda_axis(real_text):
-    err = expect_error(edit(real_text, 'cuda = ["12.5", "12.9"]\n', ""), "matrix.cuda", problem="GPU cells need CUDA versions")
+def test_gpu_variant_without_a_cuda_axis(base_text):
+    err = expect_error(edit(base_text, 'cuda = ["12.5", "12.9"]\n', ""), "matrix.cuda", problem="GPU cells need CUDA versions")
     assert "cuda = [" in err.fix
 
 
-def test_cpu_only_matrix_needs_no_cuda_axis(real_text):
-    text = edit(real_text, 'variant = ["cpu", "gpu"]\ncuda = ["12.5", "12.9"]\n', 'variant = ["cpu"]\n')
+def test_cpu_only_matrix_needs_no_cuda_axis(base_text):
+    text = edit(base_text, 'variant = ["cpu", "gpu"]\ncuda = ["12.5", "12.9"]\n', 'variant = ["cpu"]\n')
     text = edit(text, '[[matrix.exclude]]\ntensorflow = "2.20.0"\nvariant = "gpu"\n', "")
     assert [cell.id for cell in load(text)] == ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.13-cpu", "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"]
 
 
-def test_cuda_axis_names_a_version_without_an_entry(real_text):
-    expect_error(edit(real_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["12.5", "12.6"]'), "matrix.cuda[1]", problem="CUDA 12.6 has no", fix="12.5, 12.9")
+def test_cuda_axis_names_a_version_without_an_entry(base_text):
+    expect_error(edit(base_text, 'cuda = ["12.5", "12.9"]', 'cuda = ["12.5", "12.6"]'), "matrix.cuda[1]", problem="CUDA 12.6 has no", fix="12.5, 12.9")
 
 
-def test_gpu_include_without_cuda(real_text):
-    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\n'
+def test_gpu_include_without_cuda(base_text):
+    text = base_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\n'
     expect_error(text, "matrix.include[0]", problem="a GPU cell without a CUDA version")
 
 
-def test_cpu_include_with_cuda(real_text):
-    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "cpu"\ncuda = "12.5"\n'
+def test_cpu_include_with_cuda(base_text):
+    text = base_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "cpu"\ncuda = "12.5"\n'
     expect_error(text, "matrix.include[0].cuda", problem="a CPU cell has no CUDA version")
 
 
-def test_include_of_an_excluded_gpu_cell_adds_it(real_text):
-    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\ncuda = "12.5"\n'
+def test_include_of_an_excluded_gpu_cell_adds_it(base_text):
+    text = base_text + '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\ncuda = "12.5"\n'
     ids = [cell.id for cell in load(text)]
     assert "tf2.20.0-py3.11-gpu-cuda12.5" in ids and "tf2.20.0-py3.13-gpu-cuda12.5" not in ids and len(ids) == 9
 
 
-def test_runtime_wheel_of_another_cuda(real_text):
-    text = edit(real_text, '"nvidia-cuda-runtime-cu12" = "12.5.82"', '"nvidia-cuda-runtime-cu12" = "12.4.127"')
+def test_runtime_wheel_of_another_cuda(base_text):
+    text = edit(base_text, '"nvidia-cuda-runtime-cu12" = "12.5.82"', '"nvidia-cuda-runtime-cu12" = "12.4.127"')
     expect_error(text, 'cuda."12.5".wheels.nvidia-cuda-runtime-cu12', problem="runtime 12.4.127 is not CUDA 12.5", fix="12.5.x")
 
 
-def test_runtime_wheel_prefix_is_per_component(real_text):
+def test_runtime_wheel_prefix_is_per_component(base_text):
     # 12.50.1 starts with the characters "12.5" but is not CUDA 12.5
-    text = edit(real_text, '"nvidia-cuda-runtime-cu12" = "12.5.82"', '"nvidia-cuda-runtime-cu12" = "12.50.1"')
+    text = edit(base_text, '"nvidia-cuda-runtime-cu12" = "12.5.82"', '"nvidia-cuda-runtime-cu12" = "12.50.1"')
     expect_error(text, 'cuda."12.5".wheels.nvidia-cuda-runtime-cu12', problem="is not CUDA 12.5")
 
 
-def test_cuda_entry_without_runtime_wheel(real_text):
-    text = edit(real_text, '"nvidia-cuda-runtime-cu12" = "12.9.79", ', "")
+def test_cuda_entry_without_runtime_wheel(base_text):
+    text = edit(base_text, '"nvidia-cuda-runtime-cu12" = "12.9.79", ', "")
     expect_error(text, 'cuda."12.9".wheels', problem="runtime wheel is not pinned", fix='"nvidia-cuda-runtime-cu12"')
 
 
-def test_cuda_entry_with_a_non_nvidia_wheel(real_text):
-    text = edit(real_text, '"nvidia-nccl-cu12" = "2.27.7" }\n\n[cuda."12.9"]', '"nvidia-nccl-cu12" = "2.27.7", numpy = "2.0.0" }\n\n[cuda."12.9"]')
+def test_cuda_entry_with_a_non_nvidia_wheel(base_text):
+    text = edit(base_text, '"nvidia-nccl-cu12" = "2.27.7" }\n\n[cuda."12.9"]', '"nvidia-nccl-cu12" = "2.27.7", numpy = "2.0.0" }\n\n[cuda."12.9"]')
     expect_error(text, 'cuda."12.5".wheels.numpy', problem="only NVIDIA CUDA wheels")
 
 
 # ---------------------------------------------------------------- matrix rules
 
 
-def test_include_that_repeats_a_matrix_cell(real_text):
-    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\npython = "3.11"\nvariant = "cpu"\n'
+def test_include_that_repeats_a_matrix_cell(base_text):
+    text = base_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\npython = "3.11"\nvariant = "cpu"\n'
     err = expect_error(text, "matrix.include[0]", problem="duplicate cell tf2.21.0-py3.11-cpu (also from matrix)")
     assert "exclude" in err.fix
 
 
-def test_include_that_repeats_a_gpu_cell(real_text):
-    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\npython = "3.13"\nvariant = "gpu"\ncuda = "12.9"\n'
+def test_include_that_repeats_a_gpu_cell(base_text):
+    text = base_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\npython = "3.13"\nvariant = "gpu"\ncuda = "12.9"\n'
     expect_error(text, "matrix.include[0]", problem="duplicate cell tf2.21.0-py3.13-gpu-cuda12.9")
 
 
-def test_two_identical_includes(real_text):
+def test_two_identical_includes(base_text):
     rule = '\n[[matrix.include]]\ntensorflow = "2.20.0"\npython = "3.11"\nvariant = "gpu"\ncuda = "12.9"\n'
-    expect_error(real_text + rule + rule, "matrix.include[1]", problem="(also from matrix.include[0])")
+    expect_error(base_text + rule + rule, "matrix.include[1]", problem="(also from matrix.include[0])")
 
 
-def test_include_must_name_a_whole_cell(real_text):
-    expect_error(real_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\nvariant = "cpu"\n', "matrix.include[0]", problem="names one whole cell")
+def test_include_must_name_a_whole_cell(base_text):
+    expect_error(base_text + '\n[[matrix.include]]\ntensorflow = "2.21.0"\nvariant = "cpu"\n', "matrix.include[0]", problem="names one whole cell")
 
 
-def test_include_of_unknown_release(real_text):
-    text = real_text + '\n[[matrix.include]]\ntensorflow = "2.19.0"\npython = "3.11"\nvariant = "cpu"\n'
+def test_include_of_unknown_release(base_text):
+    text = base_text + '\n[[matrix.include]]\ntensorflow = "2.19.0"\npython = "3.11"\nvariant = "cpu"\n'
     expect_error(text, "matrix.include[0].tensorflow", problem="2.19.0 has no", fix="2.20.0, 2.21.0")
 
 
-def test_exclude_that_matches_nothing(real_text):
-    err = expect_error(real_text + '\n[[matrix.exclude]]\ntensorflow = "2.19.0"\n', "matrix.exclude[1]", problem="matches no cell")
+def test_exclude_that_matches_nothing(base_text):
+    err = expect_error(base_text + '\n[[matrix.exclude]]\ntensorflow = "2.19.0"\n', "matrix.exclude[1]", problem="matches no cell")
     assert "remove it" in err.fix
 
 
-def test_exclude_prefix_is_per_component(real_text):
+def test_exclude_prefix_is_per_component(base_text):
     # python = "3.1" must not match 3.11 or 3.13
-    expect_error(real_text + '\n[[matrix.exclude]]\npython = "3.1"\n', "matrix.exclude[1]", problem="matches no cell")
+    expect_error(base_text + '\n[[matrix.exclude]]\npython = "3.1"\n', "matrix.exclude[1]", problem="matches no cell")
 
 
-def test_exclude_of_cuda_matches_only_gpu_cells(real_text):
-    ids = [cell.id for cell in load(real_text + '\n[[matrix.exclude]]\ncuda = "12.9"\n')]
+def test_exclude_of_cuda_matches_only_gpu_cells(base_text):
+    ids = [cell.id for cell in load(base_text + '\n[[matrix.exclude]]\ncuda = "12.9"\n')]
     assert ids == [
         "tf2.20.0-py3.11-cpu",
         "tf2.20.0-py3.13-cpu",
@@ -322,20 +341,20 @@ def test_exclude_of_cuda_matches_only_gpu_cells(real_text):
     ]
 
 
-def test_empty_exclude(real_text):
-    expect_error(real_text + "\n[[matrix.exclude]]\n", "matrix.exclude[1]", problem="empty rule")
+def test_empty_exclude(base_text):
+    expect_error(base_text + "\n[[matrix.exclude]]\n", "matrix.exclude[1]", problem="empty rule")
 
 
-def test_exclude_with_unknown_variant(real_text):
-    expect_error(real_text + '\n[[matrix.exclude]]\nvariant = "tpu"\n', "matrix.exclude[1].variant", problem="unknown variant 'tpu'", fix="cpu, gpu")
+def test_exclude_with_unknown_variant(base_text):
+    expect_error(base_text + '\n[[matrix.exclude]]\nvariant = "tpu"\n', "matrix.exclude[1].variant", problem="unknown variant 'tpu'", fix="cpu, gpu")
 
 
-def test_excludes_that_remove_every_cell(real_text):
-    expect_error(real_text + '\n[[matrix.exclude]]\nvariant = "cpu"\n[[matrix.exclude]]\nvariant = "gpu"\n', "matrix", problem="no cells")
+def test_excludes_that_remove_every_cell(base_text):
+    expect_error(base_text + '\n[[matrix.exclude]]\nvariant = "cpu"\n[[matrix.exclude]]\nvariant = "gpu"\n', "matrix", problem="no cells")
 
 
-def test_unknown_variant_in_axis(real_text):
-    expect_error(edit(real_text, 'variant = ["cpu", "gpu"]', 'variant = ["cpu", "tpu"]'), "matrix.variant[1]", problem="unknown variant 'tpu'")
+def test_unknown_variant_in_axis(base_text):
+    expect_error(edit(base_text, 'variant = ["cpu", "gpu"]', 'variant = ["cpu", "tpu"]'), "matrix.variant[1]", problem="unknown variant 'tpu'")
 
 
 # ---------------------------------------------------------------- release keys, registry, required keys
@@ -350,12 +369,12 @@ def test_unknown_variant_in_axis(real_text):
         ("latest", "tensorflow.latest", "malformed version"),
     ],
 )
-def test_release_key_must_be_major_minor_patch(real_text, key, key_path, problem):
-    expect_error(edit(real_text, '[tensorflow."2.21.0"]', f"[tensorflow.{key}]"), key_path, problem=problem)
+def test_release_key_must_be_major_minor_patch(base_text, key, key_path, problem):
+    expect_error(edit(base_text, '[tensorflow."2.21.0"]', f"[tensorflow.{key}]"), key_path, problem=problem)
 
 
-def test_python_key_must_be_major_minor(real_text):
-    expect_error(edit(real_text, '[python."3.13"]', '[python."3.13.1"]'), 'python."3.13.1"', problem="not a Python minor version")
+def test_python_key_must_be_major_minor(base_text):
+    expect_error(edit(base_text, '[python."3.13"]', '[python."3.13.1"]'), 'python."3.13.1"', problem="not a Python minor version")
 
 
 @pytest.mark.parametrize(
@@ -372,17 +391,17 @@ def test_python_key_must_be_major_minor(real_text):
         ('repository = "kerastack/keras-jupyter"', 'repository = "-kerastack/keras"', "registry.repository", "is not a valid repository"),
     ],
 )
-def test_invalid_registry(real_text, old, new, key_path, problem):
-    expect_error(edit(real_text, old, new), key_path, problem=problem)
+def test_invalid_registry(base_text, old, new, key_path, problem):
+    expect_error(edit(base_text, old, new), key_path, problem=problem)
 
 
-def test_registry_with_port_is_valid(real_text):
-    text = edit(real_text, 'host = "ghcr.io"', 'host = "127.0.0.1:5000"')
+def test_registry_with_port_is_valid(base_text):
+    text = edit(base_text, 'host = "ghcr.io"', 'host = "127.0.0.1:5000"')
     assert config.parse(text, FILE).image == "127.0.0.1:5000/kerastack/keras-jupyter"
 
 
-def test_registry_host_with_trailing_newline_is_invalid(real_text):
-    expect_error(edit(real_text, 'host = "ghcr.io"', 'host = "ghcr.io\\n"'), "registry.host", problem="is not a registry host")
+def test_registry_host_with_trailing_newline_is_invalid(base_text):
+    expect_error(edit(base_text, 'host = "ghcr.io"', 'host = "ghcr.io\\n"'), "registry.host", problem="is not a registry host")
 
 
 @pytest.mark.parametrize(
@@ -398,53 +417,53 @@ def test_registry_host_with_trailing_newline_is_invalid(real_text):
         ('tensorflow_package = "tensorflow-cpu"\n', "variants.cpu.tensorflow_package"),
     ],
 )
-def test_missing_required_key(real_text, old, key_path):
-    err = expect_error(edit(real_text, old, ""), key_path, problem="missing")
+def test_missing_required_key(base_text, old, key_path):
+    err = expect_error(edit(base_text, old, ""), key_path, problem="missing")
     assert err.fix.startswith(f"add `{key_path.rsplit('.', 1)[-1]} = ...`")
 
 
-def test_invalid_toml_syntax(real_text):
-    err = expect_error(edit(real_text, 'host = "ghcr.io"', 'host = "ghcr.io'), "", problem="not valid TOML")
+def test_invalid_toml_syntax(base_text):
+    err = expect_error(edit(base_text, 'host = "ghcr.io"', 'host = "ghcr.io'), "", problem="not valid TOML")
     assert str(err).startswith("versions.toml: not valid TOML")
     assert "line 6" in err.problem  # tomllib's position survives in the message
 
 
-def test_duplicate_toml_table_is_invalid_toml(real_text):
-    expect_error(real_text + '\n[registry]\nhost = "x"\n', "", problem="not valid TOML")
+def test_duplicate_toml_table_is_invalid_toml(base_text):
+    expect_error(base_text + '\n[registry]\nhost = "x"\n', "", problem="not valid TOML")
 
 
 @pytest.mark.parametrize("value", ["2", "0", '"1"'])
-def test_schema_must_be_1(real_text, value):
-    err = expect_error(edit(real_text, "schema = 1\n", f"schema = {value}\n"), "schema", problem="unsupported schema")
+def test_schema_must_be_1(base_text, value):
+    err = expect_error(edit(base_text, "schema = 1\n", f"schema = {value}\n"), "schema", problem="unsupported schema")
     assert err.fix == "set schema = 1"
 
 
 @pytest.mark.parametrize("value", ["true", "1.0"])
-def test_schema_must_be_the_integer_1(real_text, value):
-    expect_error(edit(real_text, "schema = 1\n", f"schema = {value}\n"), "schema", problem="unsupported schema")
+def test_schema_must_be_the_integer_1(base_text, value):
+    expect_error(edit(base_text, "schema = 1\n", f"schema = {value}\n"), "schema", problem="unsupported schema")
 
 
-def test_defaults_must_name_entries(real_text):
+def test_defaults_must_name_entries(base_text):
     expect_error(
-        edit(real_text, 'cuda = "12.5"\n\n# Jupyter', 'cuda = "12.7"\n\n# Jupyter'),
+        edit(base_text, 'cuda = "12.5"\n\n# Jupyter', 'cuda = "12.7"\n\n# Jupyter'),
         "defaults.cuda",
         problem='12.7 has no [cuda."12.7"] entry',
         fix="12.5, 12.9",
     )
 
 
-def test_variant_needs_cuda_must_match_its_name(real_text):
-    expect_error(edit(real_text, "needs_cuda = true\n", "needs_cuda = false\n"), "variants.gpu.needs_cuda", problem="must need CUDA", fix="needs_cuda = true")
+def test_variant_needs_cuda_must_match_its_name(base_text):
+    expect_error(edit(base_text, "needs_cuda = true\n", "needs_cuda = false\n"), "variants.gpu.needs_cuda", problem="must need CUDA", fix="needs_cuda = true")
 
 
-def test_unknown_debian_suite(real_text):
+def test_unknown_debian_suite(base_text):
     expect_error(
-        edit(real_text, 'offline = { debian = "trixie" }', 'offline = { debian = "jammy" }'), 'python."3.13".offline.debian', problem="'jammy'", fix="bookworm"
+        edit(base_text, 'offline = { debian = "trixie" }', 'offline = { debian = "jammy" }'), 'python."3.13".offline.debian', problem="'jammy'", fix="bookworm"
     )
 
 
-def test_bad_jupyter_requirement(real_text):
-    text = edit(real_text, '"notebook>=7.4,<8"', '"-e notebook"')
+def test_bad_jupyter_requirement(base_text):
+    text = edit(base_text, '"notebook>=7.4,<8"', '"-e notebook"')
     expect_error(text, "jupyter.packages[1]", problem="is not a requirement")
 
 

@@ -13,6 +13,7 @@ from kerastack.versions import Version
 
 EXPECTED = [
     "tf2.20.0-py3.11-cpu",
+    "tf2.20.0-py3.11-gpu-cuda12.5",  # the [[matrix.include]]: a GPU pair differing only in TensorFlow
     "tf2.20.0-py3.13-cpu",
     "tf2.21.0-py3.11-cpu",
     "tf2.21.0-py3.11-gpu-cuda12.5",
@@ -42,6 +43,7 @@ def test_real_matrix_cells_field_by_field(real_cells):
     as_tuples = [(str(c.tensorflow), str(c.python), c.variant, str(c.cuda) if c.cuda else None) for c in real_cells]
     assert as_tuples == [
         ("2.20.0", "3.11", "cpu", None),
+        ("2.20.0", "3.11", "gpu", "12.5"),
         ("2.20.0", "3.13", "cpu", None),
         ("2.21.0", "3.11", "cpu", None),
         ("2.21.0", "3.11", "gpu", "12.5"),
@@ -50,11 +52,11 @@ def test_real_matrix_cells_field_by_field(real_cells):
         ("2.21.0", "3.13", "gpu", "12.5"),
         ("2.21.0", "3.13", "gpu", "12.9"),
     ]
-    assert [c.is_gpu for c in real_cells] == [False, False, False, True, True, False, True, True]
+    assert [c.is_gpu for c in real_cells] == [False, True, False, False, True, True, False, True, True]
 
 
-def test_no_gpu_cells_for_the_excluded_release(real_cells):
-    assert not [c for c in real_cells if c.tensorflow == Version("2.20.0") and c.variant == "gpu"]
+def test_the_excluded_release_has_only_the_included_gpu_cell(real_cells):
+    assert [c.id for c in real_cells if c.tensorflow == Version("2.20.0") and c.variant == "gpu"] == ["tf2.20.0-py3.11-gpu-cuda12.5"]
 
 
 def test_ids_are_unique_and_readable(real_cells):
@@ -129,13 +131,13 @@ def test_filter_tf_2_2_selects_neither_2_20_nor_2_21(real_cells):
     ("words", "expected"),
     [
         (["tf=2"], EXPECTED),
-        (["tf=2.20.0"], ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.13-cpu"]),
+        (["tf=2.20.0"], ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.11-gpu-cuda12.5", "tf2.20.0-py3.13-cpu"]),
         (["tf=2.20,2.21"], EXPECTED),
         (["tf=2.20", "tf=2.21"], EXPECTED),  # a repeated key adds values
         (["python=3.13"], ["tf2.20.0-py3.13-cpu", "tf2.21.0-py3.13-cpu", "tf2.21.0-py3.13-gpu-cuda12.5", "tf2.21.0-py3.13-gpu-cuda12.9"]),
         (["python=3.11,3.13", "variant=gpu"], [i for i in EXPECTED if "-gpu-" in i]),
         (["variant=cpu", "python=3.13"], ["tf2.20.0-py3.13-cpu", "tf2.21.0-py3.13-cpu"]),
-        (["cuda=12.5"], ["tf2.21.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.13-gpu-cuda12.5"]),
+        (["cuda=12.5"], ["tf2.20.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.11-gpu-cuda12.5", "tf2.21.0-py3.13-gpu-cuda12.5"]),
         (["cuda=12"], [i for i in EXPECTED if "-gpu-" in i]),
         (["cuda=12.9", "python=3.11"], ["tf2.21.0-py3.11-gpu-cuda12.9"]),
         (["id=tf2.20.0-py3.13-cpu"], ["tf2.20.0-py3.13-cpu"]),
@@ -223,12 +225,12 @@ def test_default_cell_follows_defaults(real_text):
 
 
 def test_default_cell_not_in_matrix(real_text):
-    text = real_text.replace('[defaults]\ntensorflow = "2.21.0"', '[defaults]\ntensorflow = "2.20.0"', 1)
+    text = real_text.replace('[defaults]\ntensorflow = "2.21.0"\npython = "3.11"', '[defaults]\ntensorflow = "2.20.0"\npython = "3.13"', 1)
     assert text != real_text
     c = config.parse(text, "versions.toml")
     with pytest.raises(ConfigError) as info:
         matrix.cells(c)  # 2.20.0 GPU is excluded: loading refuses it, not only `make run-gpu` later
-    assert info.value.key_path == "defaults" and "tf2.20.0-py3.11-gpu-cuda12.5" in info.value.problem and info.value.fix.strip()
+    assert info.value.key_path == "defaults" and "tf2.20.0-py3.13-gpu-cuda12.5" in info.value.problem and info.value.fix.strip()
 
 
 def test_default_cell_of_a_selection_without_it(real_config, real_cells):

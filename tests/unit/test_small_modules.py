@@ -138,7 +138,9 @@ def test_previous_release(real_cells, cells_by_id):
     assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-cpu"], real_cells) == cells_by_id["tf2.20.0-py3.11-cpu"]
     assert layers.previous_release(cells_by_id["tf2.21.0-py3.13-cpu"], real_cells) == cells_by_id["tf2.20.0-py3.13-cpu"]
     assert layers.previous_release(cells_by_id["tf2.20.0-py3.11-cpu"], real_cells) is None
-    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], real_cells) is None  # no 2.20 GPU cell
+    # The GPU pair that differs only in TensorFlow; the other CUDA/Python lines have no 2.20 GPU cell.
+    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], real_cells) == cells_by_id["tf2.20.0-py3.11-gpu-cuda12.5"]
+    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"], real_cells) is None
 
 
 def test_previous_release_is_the_next_lower_one():
@@ -247,3 +249,63 @@ def test_engine_ready_has_no_problem():
 
 def test_engine_error_exit_code():
     assert EngineError("x").exit_code == 3 and PipelineError("x").exit_code == 2
+
+
+# ---------------------------------------------------------------- base images and builders
+
+
+def test_bootstrap_message_round_trips():
+    from kerastack import base_images
+
+    message = base_images.bootstrap_message("bookworm", "http://deb.debian.org/debian")
+    assert message == "debootstrap --variant=minbase bookworm http://deb.debian.org/debian"
+    assert base_images.parse_bootstrap_message(message) == ("bookworm", "http://deb.debian.org/debian")
+
+
+@pytest.mark.parametrize("comment", ["", "Imported from -", "debootstrap bookworm http://x", "debootstrap --variant=minbase bookworm"])
+def test_other_comments_name_no_suite(comment):
+    from kerastack import base_images
+
+    assert base_images.parse_bootstrap_message(comment) == ("", "")
+
+
+def test_markdown_lists_each_base_once_with_its_suite_and_mirror():
+    r = sample_report()
+    for cell in r.cells:
+        cell.base_image, cell.base_image_id = "kerastack-base/debian:bookworm-minbase", "sha256:" + "5" * 64
+        cell.base_suite, cell.base_mirror = "bookworm", "http://deb.debian.org/debian"
+    md = report.to_markdown(r)
+    line = f"- `kerastack-base/debian:bookworm-minbase`: image ID `sha256:{'5' * 64}`; bootstrapped: `debootstrap --variant=minbase bookworm` from http://deb.debian.org/debian"
+    assert md.count(line) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("v0.8+unknown", (0, 8)), ("v0.13.2", (0, 13)), ("0.11.0-rc1", (0, 11)), ("v1.0.0", (1, 0)), ("", None), (None, None), ("unknown", None)],
+)
+def test_parse_buildkit_version(text, parsed):
+    from kerastack.docker_client import parse_buildkit_version
+
+    assert parse_buildkit_version(text) == parsed
+
+
+def test_source_date_epoch_is_the_created_time():
+    from kerastack.plan import source_date_epoch
+
+    assert source_date_epoch("1970-01-01T00:00:00Z") == 0
+    assert source_date_epoch("2026-11-24T12:00:00Z") == 1795521600
+
+
+def test_shared_layers_lists_each_layer_two_cells_have_largest_first():
+    cpu = CellReport(cell="cpu", status="built", layers=[("sha256:base", 100), ("sha256:empty", 0), ("sha256:jupyter", 150), ("sha256:tf-cpu", 500)])
+    gpu = CellReport(cell="gpu", status="built", layers=[("sha256:base", 100), ("sha256:empty", 0), ("sha256:cuda", 4000), ("sha256:jupyter", 150)])
+    old = CellReport(cell="old", status="built", layers=[("sha256:base", 100), ("sha256:cuda", 4000)])
+    failed = CellReport.failed("broken", "boom")
+    assert report.shared_layers([cpu, gpu, old, failed]) == [
+        ("sha256:cuda", 4000, ["gpu", "old"]),
+        ("sha256:jupyter", 150, ["cpu", "gpu"]),
+        ("sha256:base", 100, ["cpu", "gpu", "old"]),
+    ]
+    md = report.to_markdown(BuildReport("r", "t", [], [cpu, gpu, old, failed]))
+    assert "| `sha256:jupyter` | 150 B | cpu, gpu |" in md
+    assert "sha256:empty" not in md and "sha256:tf-cpu" not in md

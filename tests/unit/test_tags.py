@@ -38,6 +38,7 @@ def test_moving_tag_owners_on_the_real_matrix(real_config, real_cells):
         "tf2.21.0-py3.11-cpu": ("2.21-cpu", "latest"),
         "tf2.21.0-py3.11-gpu-cuda12.5": ("2.21-gpu", "latest-gpu"),
         "tf2.20.0-py3.11-cpu": ("2.20-cpu",),
+        "tf2.20.0-py3.11-gpu-cuda12.5": ("2.20-gpu",),
     }
 
 
@@ -65,16 +66,17 @@ def test_moving_tags_follow_the_defaults(real_text):
         "tf2.21.0-py3.13-cpu": ("2.21-cpu", "latest"),
         "tf2.21.0-py3.13-gpu-cuda12.9": ("2.21-gpu", "latest-gpu"),
         "tf2.20.0-py3.13-cpu": ("2.20-cpu",),
+        "tf2.20.0-py3.11-gpu-cuda12.5": ("2.20-gpu",),  # the only 2.20 GPU cell
     }
 
 
 def test_a_filtered_selection_does_not_steal_moving_tags(real_config, real_cells):
     selected = Filter.parse(["tf=2.20"]).select(real_cells)
-    assert [c.id for c in selected] == ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.13-cpu"]
+    assert [c.id for c in selected] == ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.11-gpu-cuda12.5", "tf2.20.0-py3.13-cpu"]
     # Tags are computed against the whole matrix: the 2.20 cells keep only their own line's tag.
-    assert [tags.tags_for(real_config, real_cells, c, STAMP).moving for c in selected] == [("2.20-cpu",), ()]
+    assert [tags.tags_for(real_config, real_cells, c, STAMP).moving for c in selected] == [("2.20-cpu",), ("2.20-gpu",), ()]
     plans = [plan.plan_cell(real_config, real_cells, c, STAMP, "base", "2026-11-24T00:00:00Z") for c in selected]
-    assert [p.tags.moving for p in plans] == [("2.20-cpu",), ()]
+    assert [p.tags.moving for p in plans] == [("2.20-cpu",), ("2.20-gpu",), ()]
     # What would go wrong if the selection were used: 2.20 would take `latest`.
     assert "latest" in tags.moving_tags(real_config, selected)["tf2.20.0-py3.11-cpu"]
 
