@@ -597,9 +597,9 @@ def test_bind_warning(launch):
 
 
 def test_probe_url(launch):
-    assert launch.probe_url("0.0.0.0", 9000) == "http://127.0.0.1:9000/api"
-    assert launch.probe_url("127.0.0.1", 9000) == "http://127.0.0.1:9000/api"
-    assert launch.probe_url("::", 9000) == "http://[::1]:9000/api"
+    assert launch.probe_url("0.0.0.0", 9000) == "http://127.0.0.1:9000/api/status"
+    assert launch.probe_url("127.0.0.1", 9000) == "http://127.0.0.1:9000/api/status"
+    assert launch.probe_url("::", 9000) == "http://[::1]:9000/api/status"
 
 
 # ----------------------------------------------------------------------------- container states
@@ -620,6 +620,94 @@ def test_probe_url(launch):
 )
 def test_classify_state(launch, state, kind):
     assert launch.classify_state(state) == kind
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for poll_until_ready, without waiting."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_poll_returns_as_soon_as_the_api_answers(launch):
+    clock = FakeClock()
+    answers = iter([False] * 9 + [True])
+    states = []
+    kind = launch.poll_until_ready(lambda: next(answers), lambda: states.append(clock()) or "starting", 180, clock=clock, sleep=clock.sleep)
+    assert kind == "ready"
+    assert clock.sleeps == [0.05] * 9  # polled every 50 ms, not every health-check interval
+    assert states == [0.0]  # docker inspect at most once a second
+
+
+def test_poll_asks_docker_about_the_container_once_a_second(launch):
+    clock = FakeClock()
+    states = []
+    kind = launch.poll_until_ready(lambda: False, lambda: states.append(round(clock(), 2)) or "starting", 3.0, clock=clock, sleep=clock.sleep)
+    assert kind == "timeout"
+    assert [round(t) for t in states] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("state", ["exited", "unhealthy", "ready"])
+def test_poll_stops_on_what_docker_says(launch, state):
+    clock = FakeClock()
+    kind = launch.poll_until_ready(lambda: False, lambda: state, 180, clock=clock, sleep=clock.sleep)
+    assert kind == state and clock.now == 0.0
+
+
+def test_the_probe_sends_the_token_and_needs_a_2xx(launch):
+    import http.server
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            ok = self.headers.get("Authorization") == "token %s" % TOKEN
+            self.send_response(200 if ok else 403)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = launch.probe_url("127.0.0.1", server.server_address[1])
+        assert launch.token_accepted(url, TOKEN)
+        assert not launch.token_accepted(url, "wrong")
+    finally:
+        server.shutdown()
+    assert seen[0] == ("/api/status", "token %s" % TOKEN)
+    assert not launch.token_accepted("http://127.0.0.1:%d/api/status" % _free_port(), TOKEN)  # nothing listens
+
+
+@pytest.mark.parametrize(
+    "returncode, out, err, code, words",
+    [
+        (0, "0\n", "", 0, "Jupyter stopped."),
+        (0, "137\n", "", 1, "exit status 137"),
+        (1, "", "Error response from daemon: No such container: kerastack-8888\n", 1, "vanished"),
+        (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n", 1, "lost track"),
+        (0, "", "", 1, "lost track"),  # empty output is never a clean stop
+        (-9, "", "", 1, "no message, exit -9"),
+    ],
+)
+def test_wait_outcome(launch, returncode, out, err, code, words):
+    got_code, message = launch.wait_outcome(returncode, out, err)
+    assert got_code == code
+    assert words in message
+
+
+def test_sighup_cleans_up_like_sigterm(launch):
+    assert signal.SIGHUP in launch.CLEANUP_SIGNALS and signal.SIGTERM in launch.CLEANUP_SIGNALS
 
 
 # ----------------------------------------------------------------------------- as a command
@@ -872,7 +960,13 @@ def test_e2e_detach_pull_fallback_and_stop(fake_image, container, tmp_path, dock
     launch = _load_launch()
     if launch.detect_gpu(docker_info) is None:
         assert "TensorFlow will fall back to the CPU" in r.stderr
-    state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container], capture_output=True, text=True).stdout)
+    # The URL comes as soon as Jupyter answers; the HEALTHCHECK (for `docker ps`) catches up on its own.
+    deadline = time.monotonic() + 30
+    while True:
+        state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container], capture_output=True, text=True).stdout)
+        if state["Health"]["Status"] != "starting" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert state["Health"]["Status"] == "healthy"
     mounts = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", container], capture_output=True, text=True).stdout)
     assert [(m["Source"], m["Destination"]) for m in mounts] == [(str(tmp_path.resolve()), "/src")]
