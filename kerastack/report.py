@@ -77,7 +77,8 @@ def to_markdown(report: BuildReport) -> str:
         f"# Build report ({report.created}, revision {report.revision})",
         "",
         "Sizes are uncompressed, as `docker image ls` shows them. *Shared*: bytes of this image's layers that other cells' images "
-        "also have; *bytecode*: the `.pyc` files compiled at build time, included in the size.\n*Upgrade*: what a user who has the previous TensorFlow release of the same Python/variant/CUDA downloads.",
+        "also have; *bytecode*: the `.pyc` files compiled at build time, included in the size. "
+        "*Upgrade*: what a user who has the previous TensorFlow release of the same Python/variant/CUDA downloads.",
         "",
         "| cell | status | size | naive single-stage | shared with other cells | upgrade download | build s | cached steps | tags |",
         "|---|---|---|---|---|---|---|---|---|",
