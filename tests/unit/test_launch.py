@@ -1071,3 +1071,102 @@ def test_e2e_without_healthcheck_probes_the_api(fake_image, container, tmp_path)
     assert r.stdout.strip() == "Jupyter is ready: http://localhost:%d/lab?token=%s" % (port, TOKEN)
     subprocess.run(["docker", "stop", container], capture_output=True, timeout=60)
     assert _gone(container)
+
+
+# ----------------------------------------------------------------------------- --check, on recorded probe outputs
+
+CHECK_DATA = ROOT / "tests" / "unit" / "data" / "launch-check"
+CPU_LABELS = {"io.kerastack.variant": "cpu"}
+GPU_LABELS = {"io.kerastack.variant": "gpu", "io.kerastack.nvidia.driver.min": "555.42"}
+
+
+def recorded_facts(launch, name):
+    facts = launch.parse_check_output((CHECK_DATA / name).read_text())
+    assert facts is not None, name
+    return facts
+
+
+def test_check_cpu_image(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "cpu-image-cpu-host.txt"), False, None, CPU_LABELS)
+    text = "\n".join(lines)
+    assert code == 0
+    assert "Python:             3.11.2" in text and "TensorFlow:         2.21.0" in text and "Keras:              3.12.4" in text
+    assert "devices:            /physical_device:CPU:0" in text
+    assert lines[-1].startswith("verdict: ✓")
+
+
+def test_check_cpu_image_with_gpu_asked(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "cpu-image-cpu-host.txt"), True, launch.GPU_RUNTIME, CPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert lines[-1].startswith("verdict: ✗ no GPU visible: this is a CPU image")
+
+
+def test_check_gpu_image_on_a_host_without_gpu_support(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-cpu-host.txt"), True, None, GPU_LABELS)
+    text = "\n".join(lines)
+    assert code == launch.EXIT_NO_GPU
+    assert "CUDA:               TensorFlow built with 12.5.1, image has 12.5.82" in text
+    assert "cuDNN:              TensorFlow built with 9, image has 9.3.0.75" in text
+    assert "NVIDIA driver:      not visible in the container (the image needs >= 555.42)" in text
+    assert lines[-1].startswith("verdict: ✗ no GPU visible: Docker here has no NVIDIA runtime and no NVIDIA CDI device")
+
+
+def test_check_gpu_image_without_gpu_asked_runs_on_the_cpu(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-cpu-host.txt"), False, None, GPU_LABELS)
+    assert code == 0 and "on the CPU" in lines[-1]
+
+
+def test_check_gpu_host(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-gpu-host.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
+    text = "\n".join(lines)
+    assert code == 0
+    assert "GPUs:               NVIDIA GeForce RTX 4090, NVIDIA GeForce RTX 4090" in text
+    assert "NVIDIA driver:      560.35.03 (the image needs >= 555.42)" in text
+    assert lines[-1] == "verdict: ✓ TensorFlow sees 2 GPU(s)"
+
+
+def test_check_old_driver(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-old-driver.txt"), True, launch.GPU_CDI, GPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert "NVIDIA driver:      535.104.05 (the image needs >= 555.42)" in lines
+    assert "driver 535.104.05 is older than the 555.42 this image needs" in lines[-1]
+
+
+def test_check_runtime_without_a_device(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-no-device.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert "no device" in lines[-1] and "No devices were found" in lines[-1]
+
+
+def test_check_gpu_listed_but_tensorflow_blind(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-libs-broken.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert "NVIDIA A100-SXM4-40GB" in lines[-1] and "CUDA libraries" in lines[-1]
+
+
+def test_check_import_error(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "import-error.txt"), False, None, CPU_LABELS)
+    assert code == launch.EXIT_ERROR and "does not import" in lines[-1] and "libstdc++" in lines[-1]
+
+
+def test_parse_check_output_ignores_noise_and_rejects_garbage(launch):
+    assert launch.parse_check_output("no marker here\n") is None
+    assert launch.parse_check_output("KERASTACK-CHECK {not json\n") is None
+    assert launch.parse_check_output('noise\nKERASTACK-CHECK {"python": "3.13.1"}\n') == {"python": "3.13.1"}
+
+
+def test_parse_nvidia_smi(launch):
+    assert launch.parse_nvidia_smi("NVIDIA H100 80GB HBM3, 570.124.06\nTesla T4, 535.104.05\n") == [
+        ("NVIDIA H100 80GB HBM3", "570.124.06"),
+        ("Tesla T4", "535.104.05"),
+    ]
+    assert launch.parse_nvidia_smi("No devices were found\n") == []
+
+
+def test_check_command_uses_the_gpu_flags_of_a_real_run(launch):
+    cmd = launch.check_command("img:1", launch.GPU_CDI, ["--memory", "8g"])
+    assert cmd[:3] == ["docker", "run", "--rm"]
+    assert cmd[cmd.index("--device") + 1] == "nvidia.com/gpu=all"
+    assert cmd[cmd.index("img:1") + 1 : cmd.index("img:1") + 3] == ["python", "-c"]
+    assert "-p" not in cmd and "--memory" in cmd
+    assert "--gpus" not in launch.check_command("img:1", None, [])
