@@ -194,7 +194,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         *([] if args.build else ["--no-build"]), *args.pytest_args,
     ]  # fmt: skip
     err.print(f"smoke-testing {len(cells)} cell(s): {', '.join(c.id for c in cells)}")
-    return subprocess.run(command, cwd=ROOT).returncode
+    # pytest's progress goes to stderr like every other progress line; the result is the smoke report.
+    return subprocess.run(command, cwd=ROOT, stdout=sys.stderr).returncode
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
