@@ -9,24 +9,21 @@ always start it again. Run them alone on a shared machine: `flock -x /tmp/kerast
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from python_on_whales import docker
 
 from tests.conftest import ROOT
-from tests.containers import host_user_dir
+from tests.containers import container_gone, host_user_dir
 from tests.engine_control import dockerd_pids, engine_answers, start_engine, stop_engine
 from tests.jupyter import JupyterServer
+from tests.terminal import Terminal
 
 pytestmark = [pytest.mark.docker]
 DEFAULT_CPU_CELL = "tf2.21.0-py3.11-cpu"
@@ -48,65 +45,9 @@ def fresh_copy(destination: Path) -> Path:
     return destination
 
 
-class Terminal:
-    """`make run` as a terminal runs it: its own process group (the foreground job), no stdin."""
-
-    def __init__(self, project: Path, folder: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("KERASTACK_NO_INSTALL", "VIRTUAL_ENV")}  # keeps KERASTACK_REPOSITORY
-        self.process = subprocess.Popen(
-            ["make", "run", f"DIR={folder}"],
-            cwd=project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def wait_for(self, pattern: re.Pattern, timeout: float) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=1)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            self.seen.append(line)
-            if found := pattern.search(line):
-                return found
-        raise AssertionError("no URL from `make run`:\n" + "".join(self.seen))
-
-    def signal_group(self, sig: signal.Signals) -> None:
-        os.killpg(self.process.pid, sig)
-
-    def finish(self, timeout: float = 90) -> tuple[int, str]:
-        code = self.process.wait(timeout=timeout)
-        while (line := self.lines.get(timeout=60)) is not None:
-            self.seen.append(line)
-        return code, "".join(self.seen)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-
-def gone(name: str, seconds: float = 60) -> bool:
-    deadline = time.monotonic() + seconds
-    while docker.container.exists(name):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
+def make_run(project: Path, folder: Path) -> Terminal:
+    env = {k: v for k, v in os.environ.items() if k not in ("KERASTACK_NO_INSTALL", "VIRTUAL_ENV")}  # keeps KERASTACK_REPOSITORY
+    return Terminal(["make", "run", f"DIR={folder}"], cwd=project, env=env)
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -133,7 +74,7 @@ def test_make_run_on_a_fresh_copy_with_no_engine_running(cell_image, sig, tmp_pa
     try:
         stop_engine()
         assert not engine_answers()
-        terminal = Terminal(project, folder)
+        terminal = make_run(project, folder)
         url, port, token = terminal.wait_for(READY, COLD_START_TIMEOUT).groups()
         name = f"kerastack-{port}"
 
@@ -158,7 +99,7 @@ def test_make_run_on_a_fresh_copy_with_no_engine_running(cell_image, sig, tmp_pa
         assert code in (0, -sig), output
         assert f"Stopped; the container {name} is removed." in output, output
         assert "Traceback" not in output, output
-        assert gone(name), f"{sig.name} left {name} running"
+        assert container_gone(name), f"{sig.name} left {name} running"
         assert engine_answers(), f"{sig.name} in the terminal stopped the Docker engine"
     finally:
         if terminal is not None:
