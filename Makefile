@@ -8,7 +8,7 @@ NOX := $(VENV)/bin/nox
 KERASTACK := $(VENV)/bin/python -m kerastack
 
 .DEFAULT_GOAL := help
-.PHONY: help venv engine run run-gpu test unit lint matrix tags lock build smoke publish changes clean
+.PHONY: help venv engine run run-gpu check check-gpu test unit lint matrix tags lock build smoke publish changes clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,12 @@ run: venv ## JupyterLab (CPU) on DIR (default: this folder) at http://localhost:
 
 run-gpu: venv ## JupyterLab (GPU) on DIR; the host needs the NVIDIA Container Toolkit
 	@ref=$$($(KERASTACK) image --variant gpu) && scripts/launch --gpu --image "$$ref" --pull never --dir "$(DIR)"
+
+check: venv ## the CPU image's self-check: versions, TensorFlow's devices, a verdict
+	@ref=$$($(KERASTACK) image --variant cpu) && scripts/launch --check --image "$$ref" --pull never
+
+check-gpu: venv ## the same for the GPU image with the GPU flags; non-zero when TensorFlow sees no GPU
+	@ref=$$($(KERASTACK) image --variant gpu) && scripts/launch --check --gpu --image "$$ref" --pull never
 
 test: venv ## lint, unit and integration tests against the real engine (installs it as root)
 	$(NOX) -s tests

@@ -103,6 +103,13 @@ def publish(session: nox.Session) -> None:
     _kerastack(session, "publish")
 
 
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Launcher start->URL and the first TF import against Docker's floor: reports/bench.{json,md} (not run by default)."""
+    _install(session)
+    _kerastack(session, "bench")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """What `make test` runs: lint, unit tests, lock check, then integration tests on the real engine."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -105,8 +106,8 @@ def _ensure_debootstrap() -> str:
     if found:
         return str(found)
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("kerastack: installing debootstrap to bootstrap a base image", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"], check=True, stdout=subprocess.DEVNULL)
+        print("kerastack: installing debootstrap to bootstrap a base image", file=sys.stderr, flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"], check=True, stdin=subprocess.DEVNULL, stdout=sys.stderr)
         return "/usr/sbin/debootstrap"
     raise PipelineError("no base image could be pulled and debootstrap is missing: install it (apt-get install debootstrap) or make the base pullable")
 
@@ -119,7 +120,7 @@ def bootstrap(suite: str, tag: str) -> None:
         )
     debootstrap = _ensure_debootstrap()
     mirror = os.environ.get("DEBIAN_MIRROR", DEFAULT_MIRROR)
-    print(f"kerastack: bootstrapping {tag} from Debian {suite} ({mirror}); about 30 s", flush=True)
+    print(f"kerastack: bootstrapping {tag} from Debian {suite} ({mirror}); about 30 s", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="kerastack-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
         result = subprocess.run([debootstrap, "--variant=minbase", suite, str(rootfs), mirror], capture_output=True, text=True)
@@ -132,7 +133,7 @@ def bootstrap(suite: str, tag: str) -> None:
                 if path.is_file():
                     path.unlink()
         archive = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
+        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True, stdout=sys.stderr)
         docker.image.import_(
             archive,
             tag=tag,

@@ -158,6 +158,7 @@ def _built(plan: BuildPlan, outcome: docker_client.BuildOutcome, base: base_imag
         moving_tags=list(plan.tags.moving),
         image_id=outcome.image_id,
         size=docker_client.image_size(plan.immutable_ref),
+        bytecode_bytes=docker_client.bytecode_size(plan.immutable_ref),
         seconds=round(outcome.seconds, 1),
         cached_steps=outcome.cached_steps,
         total_steps=outcome.total_steps,

@@ -222,6 +222,18 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchOptions, run
+
+    config, all_cells, _ = _load(args)
+    engine.ensure()
+    image = args.image or f"{config.image}:{tags.cell_tag(matrix.default_cell(config, 'cpu', all_cells))}"
+    report = run(BenchOptions(image=image, runs=args.runs, report_dir=Path(args.report_dir)), lambda m: err.print(m, markup=False, highlight=False))
+    print(report.to_markdown(), end="")
+    err.print(f"report: {Path(args.report_dir) / 'bench.md'}")
+    return 0 if report.ok else 1
+
+
 def _report_cells(args: argparse.Namespace, all_cells: list[matrix.Cell], selected: list[matrix.Cell]) -> list[matrix.Cell]:
     """Without a filter, smoke and publish take the cells of this run's build report."""
     from .report import JSON_NAME, load_build_report
@@ -245,7 +257,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         *([] if args.build else ["--no-build"]), *args.pytest_args,
     ]  # fmt: skip
     err.print(f"smoke-testing {len(cells)} cell(s): {', '.join(c.id for c in cells)}")
-    return subprocess.run(command, cwd=ROOT).returncode
+    # pytest's progress goes to stderr like every other progress line; the result is the smoke report.
+    return subprocess.run(command, cwd=ROOT, stdout=sys.stderr).returncode
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -406,6 +419,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--builder", help="an existing buildx builder (default: BUILDX_BUILDER)")
     sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where reproduce.{json,md} go (default: reports/)")
     sp.add_argument("--work-dir", help="where the two exports and saved images go (default: the system's temp dir)")
+    sp = command("bench", cmd_bench, "time the launcher and the first TF import against Docker's floor; writes reports/bench.{json,md}")
+    sp.add_argument("--image", help="the image to measure (default: the default CPU cell's local image)")
+    sp.add_argument("--runs", type=int, default=5, help="runs of each side; the report shows medians (at least 5)")
+    sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where bench.json and bench.md go (default: reports/)")
     sp = command("smoke", cmd_smoke, "smoke-test built images in real containers; writes reports/smoke-report.json")
     sp.add_argument("--reports", default=str(ROOT / "reports"), help="where the build report is and the smoke report goes")
     sp.add_argument("--build", action="store_true", help="(re)build the cells first instead of testing the existing images")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +68,9 @@ def ensure(install: bool | None = None) -> EngineStatus:
     if install is None:
         install = os.geteuid() == 0 and not os.environ.get("KERASTACK_NO_INSTALL")
     if install:
-        print(f"kerastack: {status.problem()}\nkerastack: installing with {INSTALL_SCRIPT.name} ...", flush=True)
-        result = subprocess.run(["bash", str(INSTALL_SCRIPT)])
+        # Progress goes to stderr: callers such as `make run` capture stdout as the command's result.
+        print(f"kerastack: {status.problem()}\nkerastack: installing with {INSTALL_SCRIPT.name} ...", file=sys.stderr, flush=True)
+        result = subprocess.run(["bash", str(INSTALL_SCRIPT)], stdin=subprocess.DEVNULL, stdout=sys.stderr)
         if result.returncode != 0:
             raise EngineError(f"{INSTALL_SCRIPT} failed (exit {result.returncode}); see its messages above")
         status = probe()

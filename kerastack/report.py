@@ -40,6 +40,7 @@ class CellReport:
     naive_size: int | None = None
     naive_seconds: float | None = None
     naive_error: str = ""
+    bytecode_bytes: int | None = None  # the .pyc files compiled at build time, part of `size`
 
     @classmethod
     def failed(cls, cell: str, error: str, seconds: float = 0.0, log_file: str = "") -> CellReport:
@@ -95,7 +96,8 @@ def to_markdown(report: BuildReport) -> str:
         f"# Build report ({report.created}, revision {report.revision})",
         "",
         "Sizes are uncompressed, as `docker image ls` shows them. *Shared*: bytes of this image's layers that other cells' images "
-        "also have. *Upgrade*: what a user who has the previous TensorFlow release of the same Python/variant/CUDA downloads.",
+        "also have; *bytecode*: the `.pyc` files compiled at build time, included in the size. "
+        "*Upgrade*: what a user who has the previous TensorFlow release of the same Python/variant/CUDA downloads.",
         "",
         "| cell | status | size | naive single-stage | shared with other cells | upgrade download | build s | cached steps | tags |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -108,7 +110,8 @@ def to_markdown(report: BuildReport) -> str:
         naive = human(c.naive_size) + (f" ({100 * (1 - c.size / c.naive_size):.0f}% saved)" if c.naive_size else "")
         upgrade = f"{human(c.upgrade_download_bytes)} from {c.upgrade_from}" if c.upgrade_from else "–"
         tags = "<br>".join(f"`{t.rsplit(':', 1)[-1]}`" for t in c.tags + c.moving_tags)
-        cells = (c.cell, "built", human(c.size), naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
+        size = human(c.size) + (f" (bytecode {human(c.bytecode_bytes)})" if c.bytecode_bytes else "")
+        cells = (c.cell, "built", size, naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
         lines.append("| " + " | ".join(cells) + " |")
     with_os = [c for c in report.cells if c.os_layer_size is not None]
     if with_os:

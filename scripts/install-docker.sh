@@ -2,13 +2,15 @@
 # Install and start a Docker engine with the buildx CLI plugin from distribution packages.
 #
 # The modern form of the classic "curl | sh" install step: Debian/Ubuntu packages only, no
-# vendor repository, safe to run again (it only does what is missing).
+# vendor repository, safe to run again (it only does what is missing). Debian 12 and 13 both work
+# (/etc/debian_version tells which); dockerd runs under systemd where there is one, otherwise in its
+# own session, detached from the terminal that started it.
 #
 #   sudo scripts/install-docker.sh            # install what is missing, start dockerd
 #   scripts/install-docker.sh --check         # say what is missing, change nothing
 #
 # Environment:
-#   DEBIAN_MIRROR   mirror for the Debian 13 docker-buildx fallback (default: the one apt uses)
+#   DEBIAN_MIRROR   mirror for the Debian 12 docker-buildx fallback from Debian 13 (default: the one apt uses)
 #   DOCKERD_LOG     where a dockerd started by this script logs (default /var/log/dockerd.log)
 set -euo pipefail
 
@@ -20,7 +22,7 @@ log() { printf 'install-docker: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 for arg in "$@"; do
@@ -106,13 +108,27 @@ install_buildx_from_trixie() {
   install -D -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-buildx" "$BUILDX_PLUGIN_DIR/docker-buildx"
 }
 
+# The Debian release decides where buildx comes from: Debian 13 (trixie) and later package
+# docker-buildx; Debian 12 (bookworm) does not, so its plugin comes from trixie's package.
+debian_major() {
+  local version
+  version=$(cat /etc/debian_version 2>/dev/null || true)
+  case "$version" in
+    [0-9]*) echo "${version%%.*}" ;;
+    trixie*) echo 13 ;;
+    bookworm*) echo 12 ;;
+    *) echo 0 ;;   # unknown (testing/sid, Ubuntu): ask apt what it has
+  esac
+}
+
 if ! buildx_ok; then
   apt_update_once
-  if has_candidate docker-buildx; then
-    log "installing docker-buildx"
+  major=$(debian_major)
+  if (( major >= 13 )) || has_candidate docker-buildx; then
+    log "installing docker-buildx (Debian release: ${major/#0/unknown})"
     apt-get install -y -qq --no-install-recommends docker-buildx >/dev/null
   else
-    install_buildx_from_trixie
+    install_buildx_from_trixie   # Debian 12
   fi
   buildx_ok || die "buildx was installed to $BUILDX_PLUGIN_DIR but 'docker buildx version' still fails"
 fi
@@ -124,8 +140,11 @@ start_dockerd() {
   elif pgrep -x dockerd >/dev/null; then
     log "dockerd is already starting"
   else
-    log "no init system: starting dockerd in the background (log: $DOCKERD_LOG)"
-    nohup dockerd >"$DOCKERD_LOG" 2>&1 &
+    log "no init system: starting dockerd in its own session (log: $DOCKERD_LOG)"
+    # Its own session and process group, stdin closed: a Ctrl-C or a closed terminal in the shell that
+    # ran this script (or `make run`) must not reach the engine. `setsid -f` always forks, so dockerd is
+    # never the leader of our group even when this script is.
+    setsid -f dockerd </dev/null >>"$DOCKERD_LOG" 2>&1
   fi
   for _ in $(seq 1 60); do
     daemon_up && return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the integration tests use besides Docker (idempotent; Debian/Ubuntu, as root):
 # debootstrap (offline base images), docker-registry + htpasswd (a real registry on 127.0.0.1),
-# openssl (a throwaway CA to prove the proxy CA never lands in an image).
+# openssl (a throwaway CA to prove the proxy CA never lands in an image), chromium + chromium-driver
+# (the browser test opens JupyterLab headless; selenium drives it through Debian's chromedriver).
 set -euo pipefail
 
 needed=()
@@ -10,6 +11,8 @@ command -v docker-registry >/dev/null 2>&1 || needed+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || needed+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || needed+=(openssl)
 command -v make >/dev/null 2>&1 || needed+=(make)
+command -v chromium >/dev/null 2>&1 || needed+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || needed+=(chromium-driver)
 
 if [[ ${#needed[@]} == 0 ]]; then
   echo "install-test-deps: ok: nothing to install" >&2

@@ -35,7 +35,8 @@ def smoke_cells(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "cell_id" in metafunc.fixturenames:
+    chosen_by_test = any("cell_id" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
+    if "cell_id" in metafunc.fixturenames and not chosen_by_test:
         cells = smoke_cells(metafunc.config)
         if metafunc.definition.get_closest_marker("gpu_image"):
             cells = [c for c in cells if "-gpu-" in c]

@@ -98,3 +98,13 @@ def host_user_dir(tmp_path: Path) -> tuple[Path, int]:
     folder.mkdir()
     os.chown(folder, uid, uid)
     return folder, uid
+
+
+def container_gone(name: str, seconds: float = 60) -> bool:
+    """Whether the container is gone within `seconds` (a stopped --rm container takes a moment to be removed)."""
+    deadline = time.monotonic() + seconds
+    while docker.container.exists(name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True

@@ -182,7 +182,13 @@ def test_e2e_detach_pull_fallback_and_stop(fake_image, container, tmp_path, dock
     launch = _load_launch()
     if launch.detect_gpu(docker_info) is None:
         assert "TensorFlow will fall back to the CPU" in r.stderr
-    state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container], capture_output=True, text=True).stdout)
+    # The URL comes as soon as Jupyter answers; the HEALTHCHECK (for `docker ps`) catches up on its own.
+    deadline = time.monotonic() + 30
+    while True:
+        state = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container], capture_output=True, text=True).stdout)
+        if state["Health"]["Status"] != "starting" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert state["Health"]["Status"] == "healthy"
     mounts = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", container], capture_output=True, text=True).stdout)
     assert [(m["Source"], m["Destination"]) for m in mounts] == [(str(tmp_path.resolve()), "/src")]

@@ -12,9 +12,11 @@ import importlib.util
 import os
 import pathlib
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -587,9 +589,9 @@ def test_bind_warning(launch):
 
 
 def test_probe_url(launch):
-    assert launch.probe_url("0.0.0.0", 9000) == "http://127.0.0.1:9000/api"
-    assert launch.probe_url("127.0.0.1", 9000) == "http://127.0.0.1:9000/api"
-    assert launch.probe_url("::", 9000) == "http://[::1]:9000/api"
+    assert launch.probe_url("0.0.0.0", 9000) == "http://127.0.0.1:9000/api/status"
+    assert launch.probe_url("127.0.0.1", 9000) == "http://127.0.0.1:9000/api/status"
+    assert launch.probe_url("::", 9000) == "http://[::1]:9000/api/status"
 
 
 # ----------------------------------------------------------------------------- container states
@@ -610,6 +612,102 @@ def test_probe_url(launch):
 )
 def test_classify_state(launch, state, kind):
     assert launch.classify_state(state) == kind
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for poll_until_ready, without waiting."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_poll_returns_as_soon_as_the_api_answers(launch):
+    clock = FakeClock()
+    answers = iter([False] * 9 + [True])
+    states = []
+    kind = launch.poll_until_ready(lambda: next(answers), lambda: states.append(clock()) or "starting", 180, clock=clock, sleep=clock.sleep)
+    assert kind == "ready"
+    assert clock.sleeps == [0.05] * 9  # polled every 50 ms, not every health-check interval
+    assert states == [0.0]  # docker inspect at most once a second
+
+
+def test_poll_asks_docker_about_the_container_once_a_second(launch):
+    clock = FakeClock()
+    states = []
+    kind = launch.poll_until_ready(lambda: False, lambda: states.append(round(clock(), 2)) or "starting", 3.0, clock=clock, sleep=clock.sleep)
+    assert kind == "timeout"
+    assert [round(t) for t in states] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("state", ["exited", "unhealthy", "ready"])
+def test_poll_stops_on_what_docker_says(launch, state):
+    clock = FakeClock()
+    kind = launch.poll_until_ready(lambda: False, lambda: state, 180, clock=clock, sleep=clock.sleep)
+    assert kind == state and clock.now == 0.0
+
+
+def test_the_probe_sends_the_token_and_needs_a_2xx(launch):
+    import http.server
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            ok = self.headers.get("Authorization") == "token %s" % TOKEN
+            self.send_response(200 if ok else 403)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = launch.probe_url("127.0.0.1", server.server_address[1])
+        assert launch.token_accepted(url, TOKEN)
+        assert not launch.token_accepted(url, "wrong")
+    finally:
+        server.shutdown()
+    assert seen[0] == ("/api/status", "token %s" % TOKEN)
+    assert not launch.token_accepted("http://127.0.0.1:%d/api/status" % _free_port(), TOKEN)  # nothing listens
+
+
+@pytest.mark.parametrize(
+    "returncode, out, err, code, words",
+    [
+        (0, "0\n", "", 0, "Jupyter stopped."),
+        (0, "137\n", "", 1, "exit status 137"),
+        (1, "", "Error response from daemon: No such container: kerastack-8888\n", 1, "vanished"),
+        (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n", 1, "lost track"),
+        (0, "", "", 1, "lost track"),  # empty output is never a clean stop
+        (-9, "", "", 1, "no message, exit -9"),
+    ],
+)
+def test_wait_outcome(launch, returncode, out, err, code, words):
+    got_code, message = launch.wait_outcome(returncode, out, err)
+    assert got_code == code
+    assert words in message
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_sighup_cleans_up_like_sigterm(launch):
+    assert signal.SIGHUP in launch.CLEANUP_SIGNALS and signal.SIGTERM in launch.CLEANUP_SIGNALS
 
 
 # ----------------------------------------------------------------------------- as a command
@@ -706,3 +804,102 @@ def test_empty_token_as_a_command(tmp_path):
 def test_missing_dir_as_a_command(tmp_path):
     r = run_launch("--dry-run", "--dir", str(tmp_path / "nope"))
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- --check, on recorded probe outputs
+
+CHECK_DATA = ROOT / "tests" / "unit" / "data" / "launch-check"
+CPU_LABELS = {"io.kerastack.variant": "cpu"}
+GPU_LABELS = {"io.kerastack.variant": "gpu", "io.kerastack.nvidia.driver.min": "555.42"}
+
+
+def recorded_facts(launch, name):
+    facts = launch.parse_check_output((CHECK_DATA / name).read_text())
+    assert facts is not None, name
+    return facts
+
+
+def test_check_cpu_image(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "cpu-image-cpu-host.txt"), False, None, CPU_LABELS)
+    text = "\n".join(lines)
+    assert code == 0
+    assert "Python:             3.11.2" in text and "TensorFlow:         2.21.0" in text and "Keras:              3.12.4" in text
+    assert "devices:            /physical_device:CPU:0" in text
+    assert lines[-1].startswith("verdict: ✓")
+
+
+def test_check_cpu_image_with_gpu_asked(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "cpu-image-cpu-host.txt"), True, launch.GPU_RUNTIME, CPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert lines[-1].startswith("verdict: ✗ no GPU visible: this is a CPU image")
+
+
+def test_check_gpu_image_on_a_host_without_gpu_support(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-cpu-host.txt"), True, None, GPU_LABELS)
+    text = "\n".join(lines)
+    assert code == launch.EXIT_NO_GPU
+    assert "CUDA:               TensorFlow built with 12.5.1, image has 12.5.82" in text
+    assert "cuDNN:              TensorFlow built with 9, image has 9.3.0.75" in text
+    assert "NVIDIA driver:      not visible in the container (the image needs >= 555.42)" in text
+    assert lines[-1].startswith("verdict: ✗ no GPU visible: Docker here has no NVIDIA runtime and no NVIDIA CDI device")
+
+
+def test_check_gpu_image_without_gpu_asked_runs_on_the_cpu(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-cpu-host.txt"), False, None, GPU_LABELS)
+    assert code == 0 and "on the CPU" in lines[-1]
+
+
+def test_check_gpu_host(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-gpu-host.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
+    text = "\n".join(lines)
+    assert code == 0
+    assert "GPUs:               NVIDIA GeForce RTX 4090, NVIDIA GeForce RTX 4090" in text
+    assert "NVIDIA driver:      560.35.03 (the image needs >= 555.42)" in text
+    assert lines[-1] == "verdict: ✓ TensorFlow sees 2 GPU(s)"
+
+
+def test_check_old_driver(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-old-driver.txt"), True, launch.GPU_CDI, GPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert "NVIDIA driver:      535.104.05 (the image needs >= 555.42)" in lines
+    assert "driver 535.104.05 is older than the 555.42 this image needs" in lines[-1]
+
+
+def test_check_runtime_without_a_device(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-no-device.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert "no device" in lines[-1] and "No devices were found" in lines[-1]
+
+
+def test_check_gpu_listed_but_tensorflow_blind(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "gpu-image-libs-broken.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
+    assert code == launch.EXIT_NO_GPU
+    assert "NVIDIA A100-SXM4-40GB" in lines[-1] and "CUDA libraries" in lines[-1]
+
+
+def test_check_import_error(launch):
+    lines, code = launch.check_report(recorded_facts(launch, "import-error.txt"), False, None, CPU_LABELS)
+    assert code == launch.EXIT_ERROR and "does not import" in lines[-1] and "libstdc++" in lines[-1]
+
+
+def test_parse_check_output_ignores_noise_and_rejects_garbage(launch):
+    assert launch.parse_check_output("no marker here\n") is None
+    assert launch.parse_check_output("KERASTACK-CHECK {not json\n") is None
+    assert launch.parse_check_output('noise\nKERASTACK-CHECK {"python": "3.13.1"}\n') == {"python": "3.13.1"}
+
+
+def test_parse_nvidia_smi(launch):
+    assert launch.parse_nvidia_smi("NVIDIA H100 80GB HBM3, 570.124.06\nTesla T4, 535.104.05\n") == [
+        ("NVIDIA H100 80GB HBM3", "570.124.06"),
+        ("Tesla T4", "535.104.05"),
+    ]
+    assert launch.parse_nvidia_smi("No devices were found\n") == []
+
+
+def test_check_command_uses_the_gpu_flags_of_a_real_run(launch):
+    cmd = launch.check_command("img:1", launch.GPU_CDI, ["--memory", "8g"])
+    assert cmd[:3] == ["docker", "run", "--rm"]
+    assert cmd[cmd.index("--device") + 1] == "nvidia.com/gpu=all"
+    assert cmd[cmd.index("img:1") + 1 : cmd.index("img:1") + 3] == ["python", "-c"]
+    assert "-p" not in cmd and "--memory" in cmd
+    assert "--gpus" not in launch.check_command("img:1", None, [])

@@ -93,6 +93,11 @@ def test_markdown_without_naive_or_upgrade():
     assert "| 999 B | 0 B |" in report.to_markdown(BuildReport("r", "t", [], [cell]))
 
 
+def test_markdown_shows_what_bytecode_adds_to_the_size():
+    cell = CellReport(cell="c", status="built", size=1_630_000_000, bytecode_bytes=110_740_000)
+    assert "| c | built | 1.63 GB (bytecode 110.74 MB) |" in report.to_markdown(BuildReport("r", "t", [], [cell]))
+
+
 def test_markdown_truncates_long_errors():
     cell = CellReport.failed("c", "x" * 200)
     row = next(line for line in report.to_markdown(BuildReport("r", "t", [], [cell])).splitlines() if line.startswith("| c |"))

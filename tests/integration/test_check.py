@@ -1,0 +1,47 @@
+"""`scripts/launch --check` (make check, make check-gpu) against the real images on this host."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.docker]
+
+
+def check(image: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(ROOT / "scripts" / "launch"), "--check", "--image", image, "--pull", "never", *args]
+    return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+
+
+@pytest.mark.parametrize("cell_id", ["tf2.21.0-py3.11-cpu"], scope="session")
+def test_check_of_the_cpu_image(cell_image, cell):
+    result = check(cell_image)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"TensorFlow:         {cell.tensorflow}" in lines
+    assert "Python:             3.11." in result.stdout
+    assert "devices:            /physical_device:CPU:0" in lines
+    assert lines[-1].startswith("verdict: ✓")
+    assert "Checking" in result.stderr and "Checking" not in result.stdout  # progress on stderr
+
+    asked = check(cell_image, "--gpu")
+    assert asked.returncode == 4, asked.stdout + asked.stderr
+    assert asked.stdout.splitlines()[-1].startswith("verdict: ✗ no GPU visible: this is a CPU image")
+
+
+@pytest.mark.parametrize("cell_id", ["tf2.21.0-py3.11-gpu-cuda12.5"], scope="session")
+def test_check_of_the_gpu_image(cell_image, host_gpu):
+    result = check(cell_image, "--gpu")
+    text = result.stdout
+    assert "CUDA:               TensorFlow built with 12.5" in text and "image has 12.5." in text, text + result.stderr
+    assert "cuDNN:              TensorFlow built with 9" in text
+    assert "(the image needs >= 555.42)" in text
+    if host_gpu.available:
+        assert result.returncode == 0 and "GPUs:" in text and text.splitlines()[-1].startswith("verdict: ✓ TensorFlow sees"), text
+    else:  # this CPU-only host: the verdict says no GPU is visible, and why
+        assert result.returncode == 4, text + result.stderr
+        assert text.splitlines()[-1].startswith("verdict: ✗ no GPU visible: Docker here has no NVIDIA runtime and no NVIDIA CDI device"), text
