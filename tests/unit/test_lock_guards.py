@@ -39,7 +39,7 @@ def check(capsys, project: Path, *filters: str) -> tuple[int, str, str]:
 def replaying_resolver(monkeypatch, tmp_path_factory):
     """`uv pip compile` stand-in: writes the cell's locked pins (with their hashes) as its output."""
     script = tmp_path_factory.mktemp("uv") / "uv.py"
-    pins = "".join((ROOT / "locks" / CELL / f"{g}.txt").read_text() for g in ("tensorflow", "jupyter"))
+    pins = "".join((ROOT / "locks" / CELL / f"{g}.txt").read_text() for g in ("tensorflow", "science", "jupyter"))
     script.write_text(f"from pathlib import Path\nPath('compiled.txt').write_text({pins!r})\n")
     monkeypatch.setattr(lock, "uv_command", lambda: [sys.executable, str(script)])
 
@@ -54,7 +54,7 @@ def test_the_real_locks_record_and_match_their_content_hashes(project, capsys):
     code, out, _ = check(capsys, project)
     assert code == 0 and out.count(": ok") == len(list((ROOT / "locks").glob("tf*")))
     meta = json.loads((ROOT / "locks" / CELL / "lock.json").read_text())
-    assert set(meta["files"]) == {"cuda.txt", "tensorflow.txt", "jupyter.txt"}
+    assert set(meta["files"]) == {f"{group}.txt" for group in lock.GROUPS}
 
 
 def test_a_hand_edited_group_file_is_reported_as_modified(project, capsys):

@@ -157,8 +157,13 @@ def test_comparisons_against_the_previous_release_and_a_manifest(real_cells, cel
 
 
 def test_gpu_cell_without_an_older_gpu_release_says_so(real_cells, cells_by_id):
+    (result,) = changes.comparisons([cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"]], real_cells, lambda cell: {})
+    assert result.changes is None and "Python 3.11 gpu CUDA 12.9" in result.note
+
+
+def test_the_gpu_pair_compares_with_the_older_release_of_the_same_cuda(real_cells, cells_by_id):
     (result,) = changes.comparisons([cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"]], real_cells, lambda cell: {})
-    assert result.changes is None and "Python 3.11 gpu CUDA 12.5" in result.note
+    assert result.baseline == "tf2.20.0-py3.11-gpu-cuda12.5" and result.changes == ()
 
 
 def test_markdown_summary():
