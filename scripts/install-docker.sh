@@ -133,12 +133,25 @@ if ! buildx_ok; then
   buildx_ok || die "buildx was installed to $BUILDX_PLUGIN_DIR but 'docker buildx version' still fails"
 fi
 
+# A dockerd that is still starting gets time to answer; one that is shutting down (stopped a moment
+# ago) is waited out, then a new one starts. One that runs but never answers is an error, not a second daemon.
+wait_for_running_dockerd() {
+  local i
+  for i in $(seq 1 60); do
+    pgrep -x dockerd >/dev/null || return 1
+    daemon_up && return 0
+    [[ $i == 1 ]] && log "a dockerd process is running: waiting for it to answer or to exit"
+    sleep 1
+  done
+  die "a dockerd process runs but has not answered for 60 s (see $DOCKERD_LOG); stop it (pkill -x dockerd) and retry"
+}
+
 start_dockerd() {
   if [[ -d /run/systemd/system ]] && have systemctl; then
     log "starting docker with systemd"
     systemctl enable --now docker
-  elif pgrep -x dockerd >/dev/null; then
-    log "dockerd is already starting"
+  elif wait_for_running_dockerd; then
+    return 0
   else
     log "no init system: starting dockerd in its own session (log: $DOCKERD_LOG)"
     # Its own session and process group, stdin closed: a Ctrl-C or a closed terminal in the shell that
