@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 
+from tests.containers import free_port
 from tests.unit.test_launch import LAUNCH, TOKEN, _load_launch, clean_env, run_launch
 
 pytestmark = pytest.mark.docker
@@ -145,14 +146,6 @@ def container():
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _exists(name):
     return subprocess.run(["docker", "container", "inspect", name], capture_output=True).returncode == 0
 
@@ -171,7 +164,7 @@ def _launch_args(image, name, port, tmp_path, *more):
 
 
 def test_e2e_detach_pull_fallback_and_stop(fake_image, container, tmp_path, docker_info):
-    port = _free_port()
+    port = free_port()
     # --pull always: the pull fails (the tag exists only here), so it warns and uses the local image.
     r = run_launch(*_launch_args(fake_image, container, port, tmp_path, "--pull", "always", "--detach"), timeout=120)
     assert r.returncode == 0, r.stderr
@@ -212,13 +205,13 @@ def test_e2e_explicit_port_in_use(fake_image, container, tmp_path):
 
 def test_e2e_missing_image_with_pull_never(docker_info, container, tmp_path):
     image = "kerastack-launch-test-absent:%s" % uuid.uuid4().hex[:8]
-    r = run_launch(*_launch_args(image, container, _free_port(), tmp_path, "--pull", "never"))
+    r = run_launch(*_launch_args(image, container, free_port(), tmp_path, "--pull", "never"))
     assert r.returncode == 5
     assert image in r.stderr and "Traceback" not in r.stderr
 
 
 def test_e2e_container_that_dies_shows_its_log_masked(fake_image, container, tmp_path):
-    r = run_launch(*_launch_args(fake_image, container, _free_port(), tmp_path, "--pull", "never", "--", "-e", "FAKE_MODE=fail"), timeout=120)
+    r = run_launch(*_launch_args(fake_image, container, free_port(), tmp_path, "--pull", "never", "--", "-e", "FAKE_MODE=fail"), timeout=120)
     assert r.returncode == 1
     assert "Jupyter did not start" in r.stderr
     assert "failing on purpose" in r.stderr  # the container's own log lines
@@ -234,7 +227,7 @@ def test_e2e_timeout_removes_the_container(fake_image, container, tmp_path):
         "--name",
         container,
         "--port",
-        str(_free_port()),
+        str(free_port()),
         "--dir",
         str(tmp_path),
         "--token",
@@ -270,7 +263,7 @@ def _start_foreground(args):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_e2e_foreground_stops_on_signal(fake_image, container, tmp_path, sig):
-    port = _free_port()
+    port = free_port()
     proc, first = _start_foreground(_launch_args(fake_image, container, port, tmp_path, "--pull", "missing"))
     try:
         assert first.strip() == "Jupyter is ready: http://localhost:%d/lab?token=%s" % (port, TOKEN)
@@ -287,7 +280,7 @@ def test_e2e_foreground_stops_on_signal(fake_image, container, tmp_path, sig):
 
 
 def test_e2e_without_healthcheck_probes_the_api(fake_image, container, tmp_path):
-    port = _free_port()
+    port = free_port()
     r = run_launch(*_launch_args(fake_image, container, port, tmp_path, "--pull", "never", "--detach", "--", "--no-healthcheck"), timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Jupyter is ready: http://localhost:%d/lab?token=%s" % (port, TOKEN)

@@ -20,6 +20,8 @@ import threading
 
 import pytest
 
+from tests.containers import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "scripts" / "launch"
 TOKEN = "tok-" + "ab12" * 10
@@ -678,7 +680,7 @@ def test_the_probe_sends_the_token_and_needs_a_2xx(launch):
     finally:
         server.shutdown()
     assert seen[0] == ("/api/status", "token %s" % TOKEN)
-    assert not launch.token_accepted("http://127.0.0.1:%d/api/status" % _free_port(), TOKEN)  # nothing listens
+    assert not launch.token_accepted("http://127.0.0.1:%d/api/status" % free_port(), TOKEN)  # nothing listens
 
 
 @pytest.mark.parametrize(
@@ -696,14 +698,6 @@ def test_wait_outcome(launch, returncode, out, err, code, words):
     got_code, message = launch.wait_outcome(returncode, out, err)
     assert got_code == code
     assert words in message
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_sighup_cleans_up_like_sigterm(launch):
