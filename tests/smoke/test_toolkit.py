@@ -15,7 +15,7 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 SCIENCE_IMPORTS = ("numpy", "pandas", "scipy", "sklearn", "matplotlib", "seaborn", "PIL", "h5py", "tqdm", "ipywidgets")
-OS_TOOLS = ("git --version", "curl --version", "wget --version", "less --version", "nano --version", "ps --version", "top -v")
+OS_TOOLS = ("git --version", "curl --version", "wget --version", "less --version", "nano --version", "ps --version", "top -b -n 1")
 
 
 def run(image: str, command: list[str]) -> str:
