@@ -18,7 +18,7 @@ import pytest
 from python_on_whales import docker
 from python_on_whales.utils import run as run_docker
 
-from kerastack import base_images, ca, config, docker_client, matrix
+from kerastack import base_images, ca, config, docker_client, lock, matrix
 from kerastack.build import current_stamp
 from kerastack.plan import plan_cell
 from tests.conftest import ROOT, track_build
@@ -179,6 +179,11 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path, docker_engine):
     broken = project / "locks/tf2.20.0-py3.11-cpu/jupyter.txt"
     # pip accepts a wheel matching any listed hash, so every hash of the group is made wrong.
     broken.write_text(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, broken.read_text()))
+    # ... and recorded in lock.json as if locked that way, so the build (not the lock check) meets the bad hashes.
+    meta_file = broken.parent / "lock.json"
+    meta = json.loads(meta_file.read_text())
+    meta["files"]["jupyter.txt"] = lock.file_hash(broken)
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     try:
         result = kerastack(
             "--project-dir", str(project), "--registry", "localhost", "--repository", "kerastack-test/failing",
