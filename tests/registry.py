@@ -37,6 +37,8 @@ class LocalRegistry:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> LocalRegistry:
+        if self.process and self.process.poll() is None:
+            return self  # already serving: a second process would leak the first one
         binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
         if not Path(binary).exists():
             pytest.fail("docker-registry is not installed: run scripts/install-test-deps.sh as root (or apt-get install docker-registry)")

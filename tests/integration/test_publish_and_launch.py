@@ -50,21 +50,23 @@ def published(tmp_path_factory, reports):
     """Publish two cells, stopping the registry in the middle; then restart it and publish again."""
     store = tmp_path_factory.mktemp("registry")
     registry = LocalRegistry(store, port=free_port()).start()
-    process = publish(registry, reports, "--retries", "1", "--backoff", "0.2")
-    first_lines = []
-    for line in process.stdout:
-        first_lines.append(line)
-        if line.startswith("pushed ") and "(immutable)" in line:
-            registry.stop()  # the registry goes away while the second cell is being pushed
-            break
-    rest, _ = process.communicate(timeout=600)
-    interrupted = (process.returncode, "".join(first_lines) + rest)
-    registry.start()  # same store, same port
-    tags_after_failure = registry.tags(REPOSITORY)
-    code, rerun_output = run_to_end(publish(registry, reports))
-    yield {"registry": registry, "interrupted": interrupted, "tags_after_failure": tags_after_failure, "rerun": (code, rerun_output), "reports": reports}
-    registry.stop()
-    registry.remove_local_tags()
+    try:  # a setup that fails half-way must not leave the registry running
+        process = publish(registry, reports, "--retries", "1", "--backoff", "0.2")
+        first_lines = []
+        for line in process.stdout:
+            first_lines.append(line)
+            if line.startswith("pushed ") and "(immutable)" in line:
+                registry.stop()  # the registry goes away while the second cell is being pushed
+                break
+        rest, _ = process.communicate(timeout=600)
+        interrupted = (process.returncode, "".join(first_lines) + rest)
+        registry.start()  # same store, same port
+        tags_after_failure = registry.tags(REPOSITORY)
+        code, rerun_output = run_to_end(publish(registry, reports))
+        yield {"registry": registry, "interrupted": interrupted, "tags_after_failure": tags_after_failure, "rerun": (code, rerun_output), "reports": reports}
+    finally:
+        registry.stop()
+        registry.remove_local_tags()
 
 
 def test_a_publish_cut_short_moves_no_tag(published):
