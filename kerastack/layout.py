@@ -1,0 +1,82 @@
+"""Where things live in a kerastack project folder (the `--project-dir`). Pure: paths only.
+
+The pipeline works on a project checkout the way nox works on a noxfile: versions.toml, locks/,
+images/ and scripts/ are its inputs, reports/ its output. Every path the package uses is named here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+VERSIONS_FILE = "versions.toml"
+LOCKS_DIR = "locks"
+REPORTS_DIR = "reports"
+IMAGES_DIR = "images"
+DOCKERFILE = f"{IMAGES_DIR}/Dockerfile"
+NAIVE_DOCKERFILE = f"{IMAGES_DIR}/naive.Dockerfile"
+INSTALL_DOCKER_SCRIPT = "scripts/install-docker.sh"
+LAUNCHER = "scripts/launch"
+SMOKE_TESTS = "tests/smoke"
+# What reaches the builder (see .dockerignore) or decides what is built: a new file here changes the image.
+BUILD_CONTEXT_PATHS = (IMAGES_DIR, LOCKS_DIR, VERSIONS_FILE, ".dockerignore")
+
+# Inside the report folder.
+BUILD_REPORT = "build-report.json"
+BUILD_REPORT_MD = "build-report.md"
+SMOKE_REPORTS_DIR = "smoke"  # one SmokeReport per cell: smoke/<cell>.json
+PUBLISH_REPORT = "publish-report.json"
+MOVING_REPORT = "moving-report.json"
+MANIFESTS_DIR = "manifests"
+LOGS_DIR = "logs"
+REPRODUCE_REPORT = "reproduce.json"
+REPRODUCE_REPORT_MD = "reproduce.md"
+BENCH_REPORT = "bench.json"
+BENCH_REPORT_MD = "bench.md"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one project folder."""
+
+    root: Path
+
+    @property
+    def versions(self) -> Path:
+        return self.root / VERSIONS_FILE
+
+    @property
+    def locks(self) -> Path:
+        return self.root / LOCKS_DIR
+
+    def lock_dir(self, cell_id: str) -> Path:
+        return self.locks / cell_id
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.root / DOCKERFILE
+
+    @property
+    def naive_dockerfile(self) -> Path:
+        return self.root / NAIVE_DOCKERFILE
+
+    @property
+    def install_docker_script(self) -> Path:
+        return self.root / INSTALL_DOCKER_SCRIPT
+
+    @property
+    def launcher(self) -> Path:
+        return self.root / LAUNCHER
+
+    @property
+    def smoke_tests(self) -> Path:
+        return self.root / SMOKE_TESTS
+
+    @property
+    def default_reports(self) -> Path:
+        return self.root / REPORTS_DIR
+
+
+def lock_build_arg(cell_id: str) -> str:
+    """LOCK_DIR for the Dockerfile: relative to the build context (the project folder)."""
+    return f"{LOCKS_DIR}/{cell_id}"
