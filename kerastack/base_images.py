@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import DockerException, docker
-
 from .config import PythonVersion
+from .docker_client import Docker, DockerException
 from .errors import PipelineError
 
 BOOTSTRAP_REPOSITORY = "kerastack-base/debian"
@@ -27,7 +26,6 @@ BOOTSTRAP_REPOSITORY = "kerastack-base/debian"
 # RUN step, and the step's layer gets /etc with the build's wall clock (not reproducible).
 BOOTSTRAP_RECIPE = 2
 ETC_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 
@@ -60,9 +58,9 @@ def parse_bootstrap_message(comment: str) -> tuple[str, str]:
     return "", ""
 
 
-def record(base: BaseImage) -> BaseRecord:
+def record(docker: Docker, base: BaseImage) -> BaseRecord:
     """The base's image ID, and for a bootstrapped base the suite and mirror it was made from."""
-    found = docker.image.inspect(base.ref)
+    found = docker.inspect(base.ref)
     suite, mirror = parse_bootstrap_message(found.comment or "")
     return BaseRecord(found.id, suite, mirror)
 
@@ -78,26 +76,25 @@ def apt_sources(suite: str, mirror: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolve(python: PythonVersion, *, offline: bool | None = None) -> BaseImage:
+def resolve(docker: Docker, python: PythonVersion, *, offline: bool, mirror: str) -> BaseImage:
     """The base for a Python version: present locally, pulled, or bootstrapped (in that order).
 
-    KERASTACK_OFFLINE_BASE=1 skips the official image and goes straight to the offline recipe.
+    `offline` (KERASTACK_OFFLINE_BASE=1, resolved by the options) skips the official image and goes
+    straight to the offline recipe; `mirror` is the Debian mirror it bootstraps from.
     """
-    if offline is None:
-        offline = os.environ.get("KERASTACK_OFFLINE_BASE") == "1"
     start = time.monotonic()
     if not offline:
-        if docker.image.exists(python.base_image):
+        if docker.exists(python.base_image):
             return BaseImage(python.base_image, "local")
         try:
-            docker.image.pull(python.base_image, quiet=True)
+            docker.pull(python.base_image)
             return BaseImage(python.base_image, "pulled", time.monotonic() - start)
         except DockerException:
             pass  # no registry reachable: fall back to the offline recipe
     tag = bootstrap_tag(python.debian_suite)
-    if docker.image.exists(tag):
+    if docker.exists(tag):
         return BaseImage(tag, "local")
-    bootstrap(python.debian_suite, tag)
+    bootstrap(docker, python.debian_suite, tag, mirror)
     return BaseImage(tag, "bootstrapped", time.monotonic() - start)
 
 
@@ -112,14 +109,13 @@ def _ensure_debootstrap() -> str:
     raise PipelineError("no base image could be pulled and debootstrap is missing: install it (apt-get install debootstrap) or make the base pullable")
 
 
-def bootstrap(suite: str, tag: str) -> None:
+def bootstrap(docker: Docker, suite: str, tag: str, mirror: str) -> None:
     if os.geteuid() != 0:
         raise PipelineError(
             f"no base image could be pulled, and bootstrapping {tag} with debootstrap needs root: "
             "run once as root, or make the official base pullable (check your registry access)"
         )
     debootstrap = _ensure_debootstrap()
-    mirror = os.environ.get("DEBIAN_MIRROR", DEFAULT_MIRROR)
     print(f"kerastack: bootstrapping {tag} from Debian {suite} ({mirror}); about 30 s", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="kerastack-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
@@ -134,9 +130,9 @@ def bootstrap(suite: str, tag: str) -> None:
                     path.unlink()
         archive = Path(tmp) / "rootfs.tar"
         subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True, stdout=sys.stderr)
-        docker.image.import_(
+        docker.import_rootfs(
             archive,
-            tag=tag,
+            tag,
             changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["/bin/bash"]'],
             message=bootstrap_message(suite, mirror),
         )

@@ -12,7 +12,6 @@ The pure parts (medians, ratios, the Markdown) are unit-tested; `run` talks to t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -29,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from python_on_whales import DockerException, docker
-
+from . import contract
+from .docker_client import Docker
 from .errors import PipelineError
+from .files import write_atomic
+from .layout import BENCH_REPORT, BENCH_REPORT_MD
 
-LAUNCH = Path(__file__).resolve().parent.parent / "scripts" / "launch"
 POLL_INTERVAL = 0.05
 READY_TIMEOUT = 180.0
 URL_LINE = re.compile(r"Jupyter is ready: http://")
@@ -142,14 +142,9 @@ def _api_answers(port: int) -> bool:
         return False
 
 
-def _remove(name: str) -> None:
-    with contextlib.suppress(DockerException):
-        docker.container.remove(name, force=True)
-
-
-def launcher_to_url(image: str, folder: Path, log: Callable[[str], None]) -> float:
+def launcher_to_url(docker: Docker, launcher: Path, image: str, folder: Path, log: Callable[[str], None]) -> float:
     port, name = _free_port(), f"kerastack-bench-{secrets.token_hex(4)}"
-    command = [sys.executable, str(LAUNCH), "--image", image, "--pull", "never", "--detach", "--dir", str(folder), "--port", str(port), "--name", name]
+    command = [sys.executable, str(launcher), "--image", image, "--pull", "never", "--detach", "--dir", str(folder), "--port", str(port), "--name", name]
     start = time.perf_counter()
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -163,15 +158,15 @@ def launcher_to_url(image: str, folder: Path, log: Callable[[str], None]) -> flo
         log(f"  launcher: {seconds:.2f} s")
         return seconds
     finally:
-        _remove(name)
+        docker.remove_container(name)
 
 
-def docker_run_to_api(image: str, folder: Path, log: Callable[[str], None]) -> float:
+def docker_run_to_api(docker: Docker, image: str, folder: Path, log: Callable[[str], None]) -> float:
     port, name = _free_port(), f"kerastack-bench-{secrets.token_hex(4)}"
     start = time.perf_counter()
     try:
-        docker.run(
-            image, detach=True, remove=True, name=name, publish=[(f"127.0.0.1:{port}", 8888)], volumes=[(str(folder), "/src")],
+        docker.start(
+            image, remove=True, name=name, publish=[(f"127.0.0.1:{port}", contract.PORT)], volumes=[(str(folder), contract.MOUNT_POINT)],
             envs={"JUPYTER_TOKEN": secrets.token_hex(16)},
         )  # fmt: skip
         deadline = start + READY_TIMEOUT
@@ -183,13 +178,13 @@ def docker_run_to_api(image: str, folder: Path, log: Callable[[str], None]) -> f
         log(f"  docker run + /api: {seconds:.2f} s")
         return seconds
     finally:
-        _remove(name)
+        docker.remove_container(name)
 
 
-def first_import(image: str, compile_first: bool, log: Callable[[str], None]) -> float:
+def first_import(docker: Docker, image: str, compile_first: bool, log: Callable[[str], None]) -> float:
     """Seconds of the first `import tensorflow, keras` in a new container (after a run-time compileall as root)."""
     script = (f"{COMPILE_AT_RUN_TIME}; " if compile_first else "") + f'python -c "{TIME_IMPORT}"'
-    output = str(docker.run(image, ["-c", script], remove=True, user="root", entrypoint="bash", networks=["none"]))
+    output = docker.run(image, ["-c", script], user="root", entrypoint="bash", networks=["none"])
     found = re.search(r"SECONDS ([0-9.]+)", output)
     if not found:
         raise PipelineError(f"the import timing printed nothing in {image}: {output[-500:]}")
@@ -200,33 +195,37 @@ def first_import(image: str, compile_first: bool, log: Callable[[str], None]) ->
 
 @dataclass(frozen=True)
 class BenchOptions:
+    """Derived from the command's Options: the image, the run count, where the launcher and reports are."""
+
     image: str
+    launcher: Path
     runs: int = 5
     report_dir: Path = Path("reports")
     start_target: float = 1.15
     import_target: float = 1.1
 
 
-def run(options: BenchOptions, log: Callable[[str], None]) -> BenchReport:
-    if options.runs < 5:
-        raise PipelineError(f"--runs {options.runs}: medians need at least 5 runs of each side")
-    if not docker.image.exists(options.image):
+def run(docker: Docker, options: BenchOptions, log: Callable[[str], None]) -> BenchReport:
+    if not docker.exists(options.image):
         raise PipelineError(f"{options.image} is not on this machine: build it first (nox -s build-matrix -- id=...), or pass --image")
     report = BenchReport(image=options.image, runs=options.runs, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with tempfile.TemporaryDirectory(prefix="kerastack-bench-") as tmp:
         folder = Path(tmp)
         os.chmod(folder, 0o777)  # the container's keras user may write there, whoever runs the bench
         log("start to URL: launcher vs docker run -d + polling /api")
-        launched, floor = alternate(options.runs, lambda: launcher_to_url(options.image, folder, log), lambda: docker_run_to_api(options.image, folder, log))
+        launched, floor = alternate(
+            options.runs,
+            lambda: launcher_to_url(docker, options.launcher, options.image, folder, log),
+            lambda: docker_run_to_api(docker, options.image, folder, log),
+        )
         report.comparisons.append(
             Comparison("start to URL", "scripts/launch --detach", "docker run -d + /api every 50 ms", launched, floor, options.start_target)
         )
     log("first import tensorflow, keras: as shipped vs after compileall as root")
-    shipped, compiled = alternate(options.runs, lambda: first_import(options.image, False, log), lambda: first_import(options.image, True, log))
+    shipped, compiled = alternate(options.runs, lambda: first_import(docker, options.image, False, log), lambda: first_import(docker, options.image, True, log))
     report.comparisons.append(
         Comparison("first `import tensorflow, keras`", "fresh container", "after run-time compileall", shipped, compiled, options.import_target)
     )
-    options.report_dir.mkdir(parents=True, exist_ok=True)
-    (options.report_dir / "bench.json").write_text(report.to_json())
-    (options.report_dir / "bench.md").write_text(report.to_markdown())
+    write_atomic(options.report_dir / BENCH_REPORT, report.to_json())
+    write_atomic(options.report_dir / BENCH_REPORT_MD, report.to_markdown())
     return report

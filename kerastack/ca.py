@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import PipelineError
@@ -11,9 +11,9 @@ CA_ENV_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
 SECRET_ID = "ca"
 
 
-def find_bundle(explicit: str | None = None, environ: dict[str, str] | None = None) -> Path | None:
-    """--ca-bundle first, then SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT; None when none is set."""
-    environ = dict(os.environ) if environ is None else environ
+def find_bundle(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """--ca-bundle first, then SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT; None when none is set. Pure:
+    the caller passes the environment (the CLI's options resolve it once)."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +9,8 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from .errors import PipelineError
-from .layers import previous_release
-from .matrix import Cell
+from .files import read_json
+from .matrix import Cell, previous_release
 
 KINDS = ("added", "removed", "upgraded", "downgraded", "changed")
 
@@ -79,23 +78,27 @@ def comparisons(
     return result
 
 
-def manifest_packages(text: str, source: str) -> tuple[str, dict[str, str]]:
-    """(cell, name -> version) of the locked Python packages of a published manifest (JSON)."""
+MANIFEST_FIX = "give a reports/manifests/<cell>.json or an image's /usr/share/kerastack/manifest.json"
+
+
+def manifest_packages(data: object, source: str) -> tuple[str, dict[str, str]]:
+    """(cell, name -> version) of the locked Python packages of a published manifest (parsed JSON)."""
     try:
-        data = json.loads(text)
-        packages = {p["name"]: p["version"] for p in data["python_packages"] if p.get("group") != "venv"}
-        return str(data["cell"]), packages
-    except (ValueError, KeyError, TypeError) as exc:
-        fix = "give a reports/manifests/<cell>.json or an image's /usr/share/kerastack/manifest.json"
-        raise PipelineError(f"{source}: not a kerastack manifest ({type(exc).__name__}: {exc}); {fix}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("cell"), str) or not isinstance(data.get("python_packages"), list):
+            raise TypeError("expected an object with a cell and a list of python_packages")
+        packages = {}
+        for p in data["python_packages"]:
+            if not isinstance(p, dict) or not all(isinstance(p.get(k), str) for k in ("name", "version")):
+                raise TypeError(f"a package entry is not a name and a version: {p!r}"[:200])
+            if p.get("group") != "venv":
+                packages[p["name"]] = p["version"]
+        return data["cell"], packages
+    except TypeError as exc:
+        raise PipelineError(f"{source}: not a kerastack manifest ({exc}); {MANIFEST_FIX}") from None
 
 
 def read_manifest(path: Path) -> tuple[str, dict[str, str]]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read the manifest ({exc.strerror}); check the path") from None
-    return manifest_packages(text, str(path))
+    return manifest_packages(read_json(path, "a kerastack manifest", MANIFEST_FIX), str(path))
 
 
 def to_text_rows(comparison: Comparison) -> list[tuple[str, str, str, str]]:

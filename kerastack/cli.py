@@ -1,4 +1,9 @@
-"""`python -m kerastack COMMAND [FILTER ...]`: what the nox sessions and make targets call."""
+"""`python -m kerastack COMMAND [FILTER ...]`: what the nox sessions and make targets call.
+
+The CLI only parses: it resolves the arguments and the environment once into `Options`
+(kerastack.options), and each command hands them to its stage. stdout carries a command's result only;
+progress and diagnostics go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -9,184 +14,170 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from python_on_whales import DockerException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import config as config_module
-from . import engine, layers, lock, matrix, tags
-from .build import current_stamp
+from . import contract, engine, layout, lock_plan, matrix, tags
+from . import options as options_module
+from .build_report import load_build_report
+from .docker_client import Docker, DockerException, docker_error
 from .errors import PipelineError
+from .git import current_stamp
+from .options import Options, Selection, select
 from .plan import plan_cell
 
-ROOT = Path(__file__).resolve().parent.parent
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # log lines stay whole for CI logs and greps
 
 
-def _load(args: argparse.Namespace) -> tuple[config_module.Config, list[matrix.Cell], list[matrix.Cell]]:
-    config = config_module.with_environment(config_module.load(args.config), dict(os.environ), args.registry, args.repository)
-    all_cells = matrix.cells(config)
-    selected = matrix.Filter.parse(args.filter).select(all_cells, config.path)
-    return config, all_cells, selected
+def _engine(options: Options) -> Docker:
+    docker = Docker()
+    engine.ensure(docker, install=options.install_engine, install_script=options.layout.install_docker_script)
+    return docker
 
 
-def cmd_matrix(args: argparse.Namespace) -> int:
-    config, all_cells, selected = _load(args)
-    stamp, created = current_stamp(args.project_dir)
-    plans = [plan_cell(config, all_cells, cell, stamp, config.python[cell.python].base_image, created) for cell in selected]
-    if args.json:
-        print(json.dumps({"include": [p.as_json() for p in plans]}, separators=(",", ":") if args.compact else None, indent=None if args.compact else 2))
+def cmd_matrix(options: Options) -> int:
+    s = select(options)
+    stamp, created = current_stamp(options.root)
+    plans = [plan_cell(s.config, s.all_cells, cell, stamp, s.config.python[cell.python].base_image, created) for cell in s.selected]
+    if options.get("json"):
+        compact = options.get("compact")
+        print(json.dumps({"include": [p.as_json() for p in plans]}, separators=(",", ":") if compact else None, indent=None if compact else 2))
         return 0
-    table = Table(title=f"{len(selected)} of {len(all_cells)} cells ({matrix.Filter.parse(args.filter)})")
+    table = Table(title=f"{len(s.selected)} of {len(s.all_cells)} cells ({matrix.Filter.parse(options.filter)})")
     for column in ("cell", "TensorFlow", "Keras", "Python", "variant", "CUDA", "cell tag", "moving tags"):
         table.add_column(column)
     for p in plans:
-        release = config.tensorflow[p.cell.tensorflow]
+        release = s.config.tensorflow[p.cell.tensorflow]
         table.add_row(
-            p.id,
-            str(p.cell.tensorflow),
-            str(release.keras),
-            str(p.cell.python),
-            p.cell.variant,
-            str(p.cell.cuda or "–"),
-            p.tags.cell,
+            p.id, str(p.cell.tensorflow), str(release.keras), str(p.cell.python), p.cell.variant, str(p.cell.cuda or "–"), p.tags.cell,
             ", ".join(p.tags.moving) or "–",
-        )
+        )  # fmt: skip
     out.print(table)
     return 0
 
 
-def cmd_tags(args: argparse.Namespace) -> int:
-    config, all_cells, selected = _load(args)
-    stamp, _ = current_stamp(args.project_dir)
-    table = Table(title=f"Tags of {config.image} for revision {stamp.revision}")
+def cmd_tags(options: Options) -> int:
+    s = select(options)
+    stamp, _ = current_stamp(options.root)
+    table = Table(title=f"Tags of {s.config.image} for revision {stamp.revision}")
     for column in ("tag", "kind", "cell", "moves?"):
         table.add_column(column)
-    for cell in selected:
-        for tag, kind in tags.tags_for(config, all_cells, cell, stamp).kinds():
+    for cell in s.selected:
+        for tag, kind in tags.tags_for(s.config, s.all_cells, cell, stamp).kinds():
             table.add_row(tag, kind, cell.id, tags.KIND_HELP[kind])
     out.print(table)
     return 0
 
 
-def cmd_lock(args: argparse.Namespace) -> int:
-    config, all_cells, selected = _load(args)
-    if args.check:
-        statuses = lock.status(args.project_dir, config, selected, known=all_cells)
-        bad = [s for s in statuses if s.state != "ok"]
-        for s in statuses:
-            (err if s.state != "ok" else out).print(f"{'✓' if s.state == 'ok' else '✗'} {s.cell_id}: {s.state} {s.detail}", markup=False)
+def cmd_lock(options: Options) -> int:
+    s = select(options)
+    if options.get("check"):
+        statuses = lock_plan.status(options.root, s.config, s.selected, known=s.all_cells)
+        for st in statuses:
+            (err if st.state != "ok" else out).print(f"{'✓' if st.state == 'ok' else '✗'} {st.cell_id}: {st.state} {st.detail}", markup=False)
+        bad = [st for st in statuses if st.state != "ok"]
         if bad:
             raise PipelineError(f"{len(bad)} lock(s) do not match versions.toml or their recorded content: run `nox -s lock` and commit locks/")
         return 0
-    for cell in selected:
-        groups = lock.lock_cell(args.project_dir, config, cell)
+    from . import lock
+
+    for cell in s.selected:
+        groups = lock.lock_cell(options.root, s.config, cell)
         out.print(f"✓ {cell.id}: " + ", ".join(f"{g} {len(p)}" for g, p in groups.items()))
     return 0
 
 
-def cmd_changes(args: argparse.Namespace) -> int:
+def cmd_changes(options: Options) -> int:
     from . import changes
 
-    _, all_cells, selected = _load(args)
-    cells_needed = {c for c in selected} | {p for c in selected if (p := layers.previous_release(c, all_cells))}
-    missing = [c.id for c in sorted(cells_needed) if not (lock.lock_dir(args.project_dir, c) / "lock.json").exists()]
+    s = select(options)
+    needed = set(s.selected) | {p for c in s.selected if (p := matrix.previous_release(c, s.all_cells))}
+    missing = [c.id for c in sorted(needed) if not (lock_plan.lock_dir(options.root, c) / "lock.json").exists()]
     if missing:
         raise PipelineError(f"no lock files for {', '.join(missing)}: run `nox -s lock` first")
-    manifest = None
-    if args.manifest:
-        manifest = (args.manifest, *changes.read_manifest(Path(args.manifest)))
-    result = changes.comparisons(selected, all_cells, lambda cell: lock.locked_versions(args.project_dir, cell), manifest)
-    if args.markdown:
+    manifest_file = options.get("manifest")
+    manifest = (manifest_file, *changes.read_manifest(Path(manifest_file))) if manifest_file else None
+    result = changes.comparisons(s.selected, s.all_cells, lambda cell: lock_plan.locked_versions(options.root, cell), manifest)
+    if options.get("markdown"):
         print(changes.to_markdown(result), end="")
         return 0
     for comparison in result:
-        rows = changes.to_text_rows(comparison)
         print(changes.summary_line(comparison))
-        if not rows:
-            continue
-        table = Table()
-        for column in ("change", "package", "from", "to"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*row)
-        out.print(table)
+        rows = changes.to_text_rows(comparison)
+        if rows:
+            table = Table()
+            for column in ("change", "package", "from", "to"):
+                table.add_column(column)
+            for row in rows:
+                table.add_row(*row)
+            out.print(table)
     return 0
 
 
-def cmd_engine(args: argparse.Namespace) -> int:
-    status = engine.ensure(install=False if args.check else None)
+def cmd_engine(options: Options) -> int:
+    docker = Docker()
+    status = engine.ensure(docker, install=options.install_engine and not options.get("check"), install_script=options.layout.install_docker_script)
     out.print(f"✓ Docker engine {status.server_version} with buildx")
     return 0
 
 
-def cmd_base_images(args: argparse.Namespace) -> int:
+def cmd_base_images(options: Options) -> int:
     from . import base_images
 
-    config, _, selected = _load(args)
-    engine.ensure()
-    for version in sorted({c.python for c in selected}):
-        base = base_images.resolve(config.python[version])
+    s = select(options)
+    docker = _engine(options)
+    for version in sorted({c.python for c in s.selected}):
+        base = base_images.resolve(docker, s.config.python[version], offline=options.offline_base, mirror=options.debian_mirror)
         out.print(f"✓ Python {version}: {base.ref} ({base.source}{f', {base.seconds:.0f} s' if base.seconds else ''})")
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from . import ca
-    from .build import BuildOptions, build_matrix
+def _build(options: Options, s: Selection, docker: Docker) -> int:
+    from .build import build_matrix
 
-    config, all_cells, selected = _load(args)
-    engine.ensure()
-    stamp, created = current_stamp(args.project_dir)
-    report = build_matrix(
-        BuildOptions(
-            root=args.project_dir,
-            config=config,
-            all_cells=tuple(all_cells),
-            selected=tuple(selected),
-            stamp=stamp,
-            created=created,
-            ca_bundle=ca.find_bundle(args.ca_bundle),
-            builder=args.builder,
-            cache_from=args.cache_from,
-            cache_to=args.cache_to,
-            no_cache=args.no_cache,
-            naive=args.naive,
-            report_dir=Path(args.report_dir),
-        ),
-        err,
-    )
+    stamp, created = current_stamp(options.root)
+    report = build_matrix(docker, options, s, stamp, created, err)
     failed = [c.cell for c in report.cells if c.status != "built"]
-    err.print(f"report: {Path(args.report_dir) / 'build-report.md'}")
+    err.print(f"report: {options.report_dir / layout.BUILD_REPORT_MD}")
     if failed:
         err.print(f"[red]{len(failed)} of {len(report.cells)} cells failed:[/] {', '.join(failed)}")
         return 1
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    """Build each selected cell twice from scratch and compare the images layer by layer."""
-    from . import ca
-    from .rebuild import ReproduceOptions, head_commit, reproduce
+def cmd_build(options: Options) -> int:
+    s = select(options)
+    return _build(options, s, _engine(options))
 
-    config, all_cells, selected = _load(args)
-    head_commit(args.project_dir)  # fails closed before any build: the check builds a commit
-    engine.ensure()
-    report = reproduce(
-        ReproduceOptions(
-            root=args.project_dir,
-            config=config,
-            all_cells=tuple(all_cells),
-            selected=tuple(selected),
-            ca_bundle=ca.find_bundle(args.ca_bundle),
-            builder=args.builder,
-            report_dir=Path(args.report_dir),
-            work_dir=Path(args.work_dir) if args.work_dir else None,
-        ),
-        err,
-    )
+
+def cmd_image(options: Options) -> int:
+    """Print a local reference of the default image of a variant: pulled, or built when no registry has it."""
+    s = select(options)
+    docker = _engine(options)
+    cell = matrix.default_cell(s.config, options.get("variant"), s.all_cells)
+    ref = f"{s.config.image}:{tags.cell_tag(cell)}"
+    if not docker.exists(ref):
+        try:
+            err.print(f"pulling {ref} ...")
+            docker.pull(ref)
+        except DockerException:  # not published anywhere reachable: build it here
+            err.print(f"{ref} is not in a reachable registry: building it locally (one-time; about 1-3 minutes)")
+            if _build(options, select(options, [f"id={cell.id}"]), docker) != 0:
+                raise PipelineError(f"could not build {cell.id}; see the log above") from None
+    print(ref)
+    return 0
+
+
+def cmd_reproduce(options: Options) -> int:
+    """Build each selected cell twice from scratch and compare the images layer by layer."""
+    from . import git
+    from .reproduce import reproduce
+
+    s = select(options)
+    git.head(options.root)  # fails closed before any build: the check builds a commit
+    report = reproduce(_engine(options), options, s, err)
     for c in report.cells:
         verdict = "error: " + c.error if c.error else ("identical" if c.ok else "DIFFERS")
         if c.error:
@@ -196,164 +187,137 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         else:
             image = "; image ID differs" + (" (only the config's creation times, which this builder cannot set)" if c.ok else "")
         print(f"{c.cell}: {verdict} ({c.identical_layers}/{len(c.layers_above_base)} layers above the base identical{image})")
-    err.print(f"report: {Path(args.report_dir) / 'reproduce.md'}")
+    err.print(f"report: {options.report_dir / layout.REPRODUCE_REPORT_MD}")
     return 0 if report.ok else 1
 
 
-def cmd_image(args: argparse.Namespace) -> int:
-    """Print a local reference of the default image of a variant: pulled, or built when no registry has it."""
-    from python_on_whales import DockerException, docker
-
-    config, all_cells, _ = _load(args)
-    engine.ensure()
-    cell = matrix.default_cell(config, args.variant, all_cells)
-    ref = f"{config.image}:{tags.cell_tag(cell)}"
-    if not docker.image.exists(ref):
-        try:
-            err.print(f"pulling {ref} ...")
-            docker.image.pull(ref, quiet=True)
-        except DockerException:  # not published anywhere reachable: build it here
-            err.print(f"{ref} is not in a reachable registry: building it locally (one-time; about 1-3 minutes)")
-            args.filter = [f"id={cell.id}"]
-            args.naive = False
-            if cmd_build(args) != 0:
-                raise PipelineError(f"could not build {cell.id}; see the log above") from None
-    print(ref)
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
+def cmd_bench(options: Options) -> int:
     from .bench import BenchOptions, run
 
-    config, all_cells, _ = _load(args)
-    engine.ensure()
-    image = args.image or f"{config.image}:{tags.cell_tag(matrix.default_cell(config, 'cpu', all_cells))}"
-    report = run(BenchOptions(image=image, runs=args.runs, report_dir=Path(args.report_dir)), lambda m: err.print(m, markup=False, highlight=False))
+    s = select(options)
+    image = options.get("image") or f"{s.config.image}:{tags.cell_tag(matrix.default_cell(s.config, 'cpu', s.all_cells))}"
+    bench = BenchOptions(image=image, launcher=options.layout.launcher, runs=options.get("runs"), report_dir=options.report_dir)
+    report = run(_engine(options), bench, lambda m: err.print(m, markup=False, highlight=False))
     print(report.to_markdown(), end="")
-    err.print(f"report: {Path(args.report_dir) / 'bench.md'}")
+    err.print(f"report: {options.report_dir / layout.BENCH_REPORT_MD}")
     return 0 if report.ok else 1
 
 
-def _report_cells(args: argparse.Namespace, all_cells: list[matrix.Cell], selected: list[matrix.Cell]) -> list[matrix.Cell]:
+def _report_cells(options: Options, s: Selection) -> list[matrix.Cell]:
     """Without a filter, smoke and publish take the cells of this run's build report."""
-    from .report import JSON_NAME, load_build_report
-
-    if args.filter or not (Path(args.reports) / JSON_NAME).exists():
-        return selected
-    built = set(load_build_report(Path(args.reports)).filter_cells)
-    return [c for c in all_cells if c.id in built] or selected
+    if options.filter or not (options.report_dir / layout.BUILD_REPORT).exists():
+        return list(s.selected)
+    built = set(load_build_report(options.report_dir).filter_cells)
+    return [c for c in s.all_cells if c.id in built] or list(s.selected)
 
 
-def cmd_smoke(args: argparse.Namespace) -> int:
-    import subprocess
+def cmd_smoke(options: Options) -> int:
+    from . import smoke
 
-    _, all_cells, selected = _load(args)
-    engine.ensure()
-    cells = _report_cells(args, all_cells, selected)
-    report = Path(args.reports) / "smoke-report.json"
-    command = [
-        sys.executable, "-m", "pytest", str(ROOT / "tests" / "smoke"),
-        f"--cells={','.join(c.id for c in cells)}", f"--smoke-report={report}", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
-        *([] if args.build else ["--no-build"]), *args.pytest_args,
-    ]  # fmt: skip
+    s = select(options)
+    _engine(options)
+    cells = _report_cells(options, s)
     err.print(f"smoke-testing {len(cells)} cell(s): {', '.join(c.id for c in cells)}")
-    # pytest's progress goes to stderr like every other progress line; the result is the smoke report.
-    return subprocess.run(command, cwd=ROOT, stdout=sys.stderr).returncode
+    return smoke.run(options, cells)
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
-    from . import publish
-    from .report import JSON_NAME, load_build_report
+def cmd_publish(options: Options) -> int:
+    from . import publish, publish_plan, smoke_report
 
-    config, all_cells, selected = _load(args)
-    reports = Path(args.reports)
-    if args.stage == "moving":
-        plan = publish.plan_moving_from_reports(config, all_cells, selected, publish.load_reports(reports))
+    s = select(options)
+    stage = options.get("stage")
+    if stage == "moving":
+        reports = [report for _, report in publish_plan.load_publish_reports(options.report_dir)]
+        plan = publish_plan.plan_moving_from_reports(s.config, s.all_cells, s.selected, reports)
     else:
-        if not (reports / JSON_NAME).exists():
-            raise PipelineError(f"no build report in {reports}: run `nox -s build-matrix` (and smoke) before publishing")
-        smoke_file = reports / publish.SMOKE_REPORT
-        smoke = json.loads(smoke_file.read_text()) if smoke_file.exists() else {}
-        cells = _report_cells(args, all_cells, selected)
-        plan = publish.plan_publish(
-            config,
-            all_cells,
-            cells,
-            load_build_report(reports),
-            smoke,
-            allow_dirty=args.allow_dirty,
-            move_tags=args.stage == "all",
-            allow_untested_gpu=args.allow_untested_gpu,
-        )
-    if not args.dry_run:
-        engine.ensure()
-    with publish.registry_client(config.registry) as client:
+        if not (options.report_dir / layout.BUILD_REPORT).exists():
+            raise PipelineError(f"no build report in {options.report_dir}: run `nox -s build-matrix` (and smoke) before publishing")
+        build = load_build_report(options.report_dir)
+        cells = _report_cells(options, s)
+        smoke = smoke_report.load(options.report_dir, [c.id for c in cells])
+        gates = publish_plan.Gates(allow_dirty=bool(options.get("allow_dirty")), allow_untested_gpu=bool(options.get("allow_untested_gpu")))
+        plan = publish_plan.plan_publish(s.config, s.all_cells, cells, build, smoke, gates=gates, move_tags=stage == "all")
+    dry_run = bool(options.get("dry_run"))
+    if not dry_run:
+        _engine(options)
+    with publish.registry_client(s.config.registry, options.registry_credentials) as client:
         # execute() stops a failing cell and goes on; its result, pushed and not pushed, is always written.
         result = publish.execute(
-            plan, client, dry_run=args.dry_run, attempts=args.retries + 1, backoff=args.backoff, log=lambda m: err.print(m, highlight=False, markup=False)
-        )
-    if not args.dry_run:
-        name = publish.PUBLISH_REPORT if args.stage != "moving" else "moving-report.json"
-        (reports / name).write_text(result.to_json())
-        err.print(f"report: {reports / name}")
+            plan, client, dry_run=dry_run, attempts=options.get("retries") + 1, backoff=options.get("backoff"),
+            log=lambda m: err.print(m, highlight=False, markup=False),
+        )  # fmt: skip
+    if not dry_run:
+        from .files import write_atomic
+
+        path = write_atomic(options.report_dir / (layout.MOVING_REPORT if stage == "moving" else layout.PUBLISH_REPORT), result.to_json())
+        err.print(f"report: {path}")
     return 0 if result.ok else 1
 
 
-def cmd_check_release_tag(args: argparse.Namespace) -> int:
+def cmd_check_release_tag(options: Options) -> int:
     from .versions import parse_semver_tag
 
-    if not args.tag.startswith("v"):
-        raise PipelineError(f"release tag {args.tag!r} must look like v1.2.3")
+    tag = options.get("tag")
+    if not tag.startswith("v"):
+        raise PipelineError(f"release tag {tag!r} must look like v1.2.3")
     try:
-        parse_semver_tag(args.tag)
+        parse_semver_tag(tag)
     except ValueError as exc:
-        raise PipelineError(f"release tag {args.tag!r} is not semver ({exc}); use vMAJOR.MINOR.PATCH") from None
-    out.print(f"✓ {args.tag}")
+        raise PipelineError(f"release tag {tag!r} is not semver ({exc}); use vMAJOR.MINOR.PATCH") from None
+    out.print(f"✓ {tag}")
     return 0
 
 
-def _pushed(args: argparse.Namespace) -> list[tuple[Path, str, dict]]:
-    """(publish report file, cell, entry) of every pushed cell in the publish reports under --reports."""
-    from . import publish
+def _pushed(options: Options) -> list[tuple[Path, str, dict]]:
+    """(publish report file, cell, entry) of every pushed cell in the publish reports under --report-dir."""
+    from .publish_plan import load_publish_reports
 
-    files = sorted(Path(args.reports).rglob(publish.PUBLISH_REPORT))
-    if not files:
-        raise PipelineError(f"no {publish.PUBLISH_REPORT} under {args.reports}: download the cell jobs' publish reports there")
-    return [(file, cell, entry) for file in files for cell, entry in sorted(json.loads(file.read_text())["cells"].items()) if entry.get("pushed")]
+    return [(path, cell, entry) for path, report in load_publish_reports(options.report_dir) for cell, entry in report.pushed()]
 
 
 def _digest_ref(entry: dict) -> str:
     return f"{entry['tags'][0].rsplit(':', 1)[0]}@{entry['digest']}"
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
-    from .report import human
+def cmd_summary(options: Options) -> int:
+    from .build_report import human
 
     ran = {True: "yes", False: "**no** (published with --allow-untested-gpu)", None: "– (CPU)"}
     print("| cell | tags | digest | size | GPU op ran on a GPU |\n|---|---|---|---|---|")
-    for _, cell, entry in _pushed(args):
+    for _, cell, entry in _pushed(options):
         tags_text = "<br>".join(f"`{t}`" for t in entry["tags"])
-        print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry['size'])} | {ran[entry.get('gpu_op_on_gpu')]} |")
+        print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry.get('size'))} | {ran.get(entry.get('gpu_op_on_gpu'), '–')} |")
     return 0
 
 
-def cmd_digests(args: argparse.Namespace) -> int:
-    for _, _, entry in _pushed(args):
+def cmd_digests(options: Options) -> int:
+    for _, _, entry in _pushed(options):
         print(_digest_ref(entry))
     return 0
 
 
-def cmd_sboms(args: argparse.Namespace) -> int:
+def cmd_sboms(options: Options) -> int:
     """IMAGE@DIGEST and its CycloneDX SBOM (the build stage's, next to the publish report), one pair a line."""
-    from .manifest import MANIFESTS_DIR
-
     pairs = []
-    for file, cell, entry in _pushed(args):
-        sbom = file.parent / MANIFESTS_DIR / f"{cell}.cdx.json"
+    for file, cell, entry in _pushed(options):
+        sbom = file.parent / layout.MANIFESTS_DIR / f"{cell}.cdx.json"
         if not sbom.is_file():
             raise PipelineError(f"{cell} was pushed but {sbom} does not exist: upload reports/manifests/ with the publish report")
         pairs.append(f"{_digest_ref(entry)} {sbom}")
     print("\n".join(pairs))
+    return 0
+
+
+def cmd_contract(options: Options) -> int:
+    """The image contract (kerastack.contract), for workflows and scripts: one value, or all as JSON."""
+    values = {**contract.build_args(), "REPOSITORY_NAME": select(options).config.repository.rsplit("/", 1)[-1]}
+    key = options.get("key")
+    if key is None:
+        print(json.dumps(values, indent=2, sort_keys=True))
+        return 0
+    if key not in values:
+        raise PipelineError(f"no contract value {key!r}; known: {', '.join(sorted(values))}")
+    print(values[key])
     return 0
 
 
@@ -373,18 +337,33 @@ def _seconds(text: str) -> float:
     return value
 
 
+CA_HELP = "PEM bundle for a TLS-intercepting proxy (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT)"
+REPORT_HELP = "the report folder, relative to --project-dir (default: reports/)"
+
+
+def _report_dir(sp: argparse.ArgumentParser, help: str = REPORT_HELP) -> None:
+    sp.add_argument("--report-dir", help=help)
+    sp.add_argument("--reports", dest="report_dir", help=argparse.SUPPRESS)  # the old name of --report-dir
+
+
+def _build_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--ca-bundle", help=CA_HELP)
+    sp.add_argument("--builder", help="an existing buildx builder, e.g. a remote BuildKit (default: BUILDX_BUILDER)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kerastack", description="Build, test and publish pinned Keras/TensorFlow + Jupyter images.")
-    p.add_argument("--project-dir", type=Path, default=ROOT, help="the project: versions.toml, locks/, images/ (default: this checkout)")
+    p.add_argument("--project-dir", type=Path, default=Path.cwd(), help="the project: versions.toml, locks/, images/ (default: the current folder)")
     p.add_argument("--config", help="the versions file (default: PROJECT_DIR/versions.toml)")
     p.add_argument("--registry", help="override [registry].host (or KERASTACK_REGISTRY)")
     p.add_argument("--repository", help="override [registry].repository (or KERASTACK_REPOSITORY)")
     sub = p.add_subparsers(dest="command", required=True)
     filter_help = f"select cells: KEY=VALUE[,VALUE] with keys {', '.join(matrix.FILTER_KEYS)} (e.g. tf=2.21 variant=cpu)"
 
-    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+    def command(name: str, func, help: str, filtered: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("filter", nargs="*", help=filter_help)
+        if filtered:
+            sp.add_argument("filter", nargs="*", help=filter_help)
         sp.set_defaults(func=func)
         return sp
 
@@ -405,30 +384,28 @@ def parser() -> argparse.ArgumentParser:
         ("image", cmd_image, "print the default image of a variant, pulling or building it"),
     ):
         sp = command(name, func, help)
-        sp.add_argument("--ca-bundle", help="PEM bundle for a TLS-intercepting proxy (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT)")
-        sp.add_argument("--builder", help="an existing buildx builder, e.g. a remote BuildKit (default: BUILDX_BUILDER)")
+        _build_options(sp)
         sp.add_argument("--cache-from", help="buildx --cache-from, e.g. type=gha")
         sp.add_argument("--cache-to", help="buildx --cache-to, e.g. type=gha,mode=max")
         sp.add_argument("--no-cache", action="store_true", help="build without the layer cache")
         sp.add_argument("--naive", action="store_true", help="also build a naive single-stage image per cell and report its size")
-        sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where the build report goes (default: reports/)")
+        _report_dir(sp, "where the build report goes, relative to --project-dir (default: reports/)")
         if name == "image":
-            sp.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
+            sp.add_argument("--variant", choices=contract.VARIANTS, default="cpu")
     sp = command("reproduce", cmd_reproduce, "build each selected cell twice from scratch and compare the layers; writes reports/reproduce.{json,md}")
-    sp.add_argument("--ca-bundle", help="PEM bundle for a TLS-intercepting proxy (default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT)")
-    sp.add_argument("--builder", help="an existing buildx builder (default: BUILDX_BUILDER)")
-    sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where reproduce.{json,md} go (default: reports/)")
+    _build_options(sp)
+    _report_dir(sp, "where reproduce.{json,md} go, relative to --project-dir (default: reports/)")
     sp.add_argument("--work-dir", help="where the two exports and saved images go (default: the system's temp dir)")
     sp = command("bench", cmd_bench, "time the launcher and the first TF import against Docker's floor; writes reports/bench.{json,md}")
     sp.add_argument("--image", help="the image to measure (default: the default CPU cell's local image)")
     sp.add_argument("--runs", type=int, default=5, help="runs of each side; the report shows medians (at least 5)")
-    sp.add_argument("--report-dir", default=str(ROOT / "reports"), help="where bench.json and bench.md go (default: reports/)")
-    sp = command("smoke", cmd_smoke, "smoke-test built images in real containers; writes reports/smoke-report.json")
-    sp.add_argument("--reports", default=str(ROOT / "reports"), help="where the build report is and the smoke report goes")
+    _report_dir(sp, "where bench.json and bench.md go, relative to --project-dir (default: reports/)")
+    sp = command("smoke", cmd_smoke, "smoke-test built images in real containers; writes reports/smoke/<cell>.json")
+    _report_dir(sp, "where the build report is and the smoke reports go (default: reports/)")
     sp.add_argument("--build", action="store_true", help="(re)build the cells first instead of testing the existing images")
     sp.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[], help="passed on to pytest")
     sp = command("publish", cmd_publish, "push the cells that passed smoke tests in this run; move moving tags last")
-    sp.add_argument("--reports", default=str(ROOT / "reports"), help="build/smoke reports (stage all, cells) or publish reports (stage moving)")
+    _report_dir(sp, "build/smoke reports (stage all, cells) or publish reports (stage moving); default reports/")
     sp.add_argument(
         "--stage", choices=("all", "cells", "moving"), default="all", help="all: push and move; cells: push only; moving: move from publish reports"
     )
@@ -437,35 +414,30 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-untested-gpu", action="store_true", help="publish GPU cells whose GPU op did not run on a GPU (recorded in the report)")
     sp.add_argument("--retries", type=_count, default=3, help="retries of a failed push, 0 or more (default 3); there is always one attempt")
     sp.add_argument("--backoff", type=_seconds, default=2.0, help="first retry delay in seconds, doubling (default 2)")
-    sp = sub.add_parser("check-release-tag", help="fail unless TAG is vMAJOR.MINOR.PATCH (semver)")
+    sp = command("check-release-tag", cmd_check_release_tag, "fail unless TAG is vMAJOR.MINOR.PATCH (semver)", filtered=False)
     sp.add_argument("tag")
-    sp.set_defaults(func=cmd_check_release_tag)
     for name, func, help in (
         ("summary", cmd_summary, "Markdown table of pushed cells"),
         ("digests", cmd_digests, "IMAGE@DIGEST of each pushed cell"),
         ("sboms", cmd_sboms, "IMAGE@DIGEST and the path of its CycloneDX SBOM, per pushed cell"),
     ):
-        sp = sub.add_parser(name, help=help)
-        sp.add_argument("--reports", default=str(ROOT / "reports"), help="folder searched for publish-report.json files")
-        sp.set_defaults(func=func)
+        sp = command(name, func, help, filtered=False)
+        _report_dir(sp, "folder searched for publish-report.json files (default: reports/)")
+    sp = command("contract", cmd_contract, "print the image contract (UID, mount point, port, lock groups, ...) as JSON, or one value", filtered=False)
+    sp.add_argument("key", nargs="?", help="one key, e.g. KERAS_UID or REPOSITORY_NAME")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    args.project_dir = args.project_dir.resolve()
-    args.config = args.config or str(args.project_dir / "versions.toml")
     try:
-        if not args.project_dir.is_dir():
-            what = "is not a folder" if args.project_dir.exists() else "does not exist"
-            raise PipelineError(f"--project-dir {args.project_dir} {what}: give the project folder (the one with versions.toml, locks/ and images/)")
-        return args.func(args)
+        options = options_module.resolve(args, dict(os.environ), is_root=os.geteuid() == 0)
+        return args.func(options)
     except PipelineError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return exc.exit_code
     except DockerException as exc:
-        detail = (exc.stderr or str(exc)).strip().splitlines()[-1:] or ["unknown error"]
-        err.print(f"[bold red]error:[/] docker failed: {escape(detail[0])}", highlight=False)
+        err.print(f"[bold red]error:[/] docker failed: {escape(docker_error(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")

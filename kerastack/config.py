@@ -14,12 +14,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 from packaging.version import Version as Pep440Version
 
-from . import reference
+from . import contract, reference
 from .errors import ConfigError
 from .versions import Version
 
 SCHEMA_VERSION = 1
-VARIANTS = ("cpu", "gpu")
+VARIANTS = contract.VARIANTS
 MAX_FILE_BYTES = 1_000_000  # versions.toml is a few kB; anything this large is not one
 MAX_REQUIREMENT_LENGTH = 200
 _DEBIAN_SUITES = ("bookworm", "trixie", "forky", "sid")
@@ -78,7 +78,11 @@ class CudaVersion:
 class Variant:
     name: str
     tensorflow_package: str
-    needs_cuda: bool
+
+    @property
+    def needs_cuda(self) -> bool:
+        """The one switch: the GPU variant, and only it, has CUDA (contract.needs_cuda)."""
+        return contract.needs_cuda(self.name)
 
 
 @dataclass(frozen=True)
@@ -265,124 +269,21 @@ def load(path: str | Path = "versions.toml") -> Config:
 
 
 def parse(text: str, file: str = "versions.toml") -> Config:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "", f"not valid TOML ({exc})", "fix the syntax at the position shown") from None
-    except RecursionError:
-        raise ConfigError(file, "", "nests tables or arrays too deeply for the TOML parser", "flatten the nesting; versions.toml needs three levels") from None
-    except ValueError as exc:  # e.g. an integer of thousands of digits (int max_str_digits)
-        raise ConfigError(file, "", f"has a value the TOML parser cannot hold ({str(exc)[:120]})", "shorten the value; no key takes a huge number") from None
+    """Validate the text of a versions file into a Config; ConfigError names the first problem."""
     r = _Reader(file)
-    top = r.table(
-        data,
-        "",
-        {
-            "schema": "schema version, 1",
-            "registry": "[registry] host and repository",
-            "defaults": "[defaults] tensorflow, python, cuda",
-            "jupyter": "[jupyter] packages",
-            "science": "[science] packages",
-            "tensorflow": '[tensorflow."X.Y.Z"] releases',
-            "python": '[python."X.Y"] versions',
-            "cuda": '[cuda."X.Y"] versions',
-            "variants": "[variants.cpu] and [variants.gpu]",
-            "matrix": "[matrix] axes, include and exclude",
-        },
-        ("schema", "registry", "defaults", "jupyter", "tensorflow", "python", "cuda", "variants", "matrix"),
-    )
-    if type(top["schema"]) is not int or top["schema"] != SCHEMA_VERSION:
-        raise r.fail("schema", f"unsupported schema {top['schema']!r}", f"set schema = {SCHEMA_VERSION}")
-
-    registry = r.table(top["registry"], "registry", {"host": "e.g. ghcr.io", "repository": "e.g. org/name"}, ("host", "repository"))
-    host = r.string(registry["host"], "registry.host", "ghcr.io")
-    repository = r.string(registry["repository"], "registry.repository", "org/name")
-    _check_registry(r, host, repository, "registry.host", "registry.repository")
-
-    jupyter_packages = _package_group(r, top["jupyter"], "jupyter", "the Jupyter layer", "jupyterlab>=4.4,<5")
-    # Optional: without [science] the science layer is empty.
-    science_packages = _package_group(r, top["science"], "science", "the scientific Python layer", "pandas>=2.2,<3") if "science" in top else ()
-    jupyter_names = {_requirement_name(p): i for i, p in enumerate(jupyter_packages)}
-    for i, requirement in enumerate(science_packages):
-        if _requirement_name(requirement) in jupyter_names:
-            raise r.fail(
-                f"science.packages[{i}]",
-                f"{_requirement_name(requirement)} is also in jupyter.packages[{jupyter_names[_requirement_name(requirement)]}]",
-                "list each package in one group only",
-            )
-
+    top = _top_level(r, _toml(text, file))
+    host, repository = _registry(r, top["registry"])
+    jupyter_packages, science_packages = _requirement_groups(r, top)
     releases = _tensorflow_releases(r, top["tensorflow"])
     pythons = _python_versions(r, top["python"])
     cudas = _cuda_versions(r, top["cuda"])
     variants = _variants(r, top["variants"])
-
-    defaults_data = r.table(
-        top["defaults"],
-        "defaults",
-        {"tensorflow": "default release", "python": "default Python", "cuda": "default CUDA for GPU"},
-        ("tensorflow", "python", "cuda"),
-    )
-    defaults = Defaults(
-        r.version(defaults_data["tensorflow"], "defaults.tensorflow", "2.21.0"),
-        r.version(defaults_data["python"], "defaults.python", "3.11"),
-        r.version(defaults_data["cuda"], "defaults.cuda", "12.5"),
-    )
-    for key, value, known in (("tensorflow", defaults.tensorflow, releases), ("python", defaults.python, pythons), ("cuda", defaults.cuda, cudas)):
-        if value not in known:
-            raise r.fail(f"defaults.{key}", f'{value} has no [{key}."{value}"] entry', f"add that entry or pick one of: {_listed(known)}")
-
-    matrix = r.table(
-        top["matrix"],
-        "matrix",
-        {"tensorflow": "releases", "python": "Python versions", "variant": "cpu/gpu", "cuda": "CUDA versions", "exclude": "rules", "include": "rules"},
-        ("tensorflow", "python", "variant"),
-    )
-    axis_tf = r.versions(matrix["tensorflow"], "matrix.tensorflow", "2.21.0")
-    axis_py = r.versions(matrix["python"], "matrix.python", "3.11")
-    axis_cuda = r.versions(matrix["cuda"], "matrix.cuda", "12.5") if "cuda" in matrix else ()
-    axis_variant = _variant_axis(r, matrix["variant"], variants)
-    for i, version in enumerate(axis_tf):
-        if version not in releases:
-            raise r.fail(
-                f"matrix.tensorflow[{i}]",
-                f'TensorFlow {version} has no [tensorflow."{version}"] entry',
-                f"add its release facts or use one of: {_listed(releases)}",
-            )
-    for i, version in enumerate(axis_py):
-        if version not in pythons:
-            raise r.fail(
-                f"matrix.python[{i}]",
-                f'Python {version} has no [python."{version}"] entry',
-                f"add its base image and offline recipe or use one of: {_listed(pythons)}",
-            )
-    for i, version in enumerate(axis_cuda):
-        if version not in cudas:
-            raise r.fail(f"matrix.cuda[{i}]", f'CUDA {version} has no [cuda."{version}"] entry', f"add the CUDA wheels it pins or use one of: {_listed(cudas)}")
-    if any(variants[v].needs_cuda for v in axis_variant) and not axis_cuda:
-        raise r.fail("matrix.cuda", "GPU cells need CUDA versions but the axis is empty", 'add cuda = ["12.5"] to [matrix]')
-    # The default cell is what `make run` and the `latest` tags serve: it must come from the axes
-    # themselves, or `latest` would silently follow whatever release the axes hold.
-    default_axes = [("tensorflow", defaults.tensorflow, axis_tf), ("python", defaults.python, axis_py)]
-    if any(variants[v].needs_cuda for v in axis_variant):
-        default_axes.append(("cuda", defaults.cuda, axis_cuda))
-    for key, value, axis in default_axes:
-        if value not in axis:
-            raise r.fail(
-                f"defaults.{key}",
-                f"{value} is not on the matrix axis matrix.{key} ({', '.join(map(str, axis))})",
-                f"add it to matrix.{key} or pick one of its versions",
-            )
-
-    excludes = _rules(r, matrix.get("exclude", []), "matrix.exclude", variants)
-    includes = _rules(r, matrix.get("include", []), "matrix.include", variants)
-    for rule in includes:
-        for key, known in (("tensorflow", releases), ("python", pythons), ("cuda", cudas)):
-            value = getattr(rule, key)
-            if value is not None and value not in known:
-                raise r.fail(f"{rule.key_path}.{key}", f'{value} has no [{key}."{value}"] entry', f"add that entry or use one of: {_listed(known)}")
-        if rule.tensorflow is None or rule.python is None or rule.variant is None:
-            raise r.fail(rule.key_path, "an include names one whole cell", "give tensorflow, python and variant (and cuda for gpu)")
-
+    defaults = _defaults(r, top["defaults"], releases, pythons, cudas)
+    axes = _axes(r, top["matrix"], variants, releases, pythons, cudas)
+    _check_defaults_on_axes(r, defaults, axes, variants)
+    excludes = _rules(r, axes.rules.get("exclude", []), "matrix.exclude", variants)
+    includes = _rules(r, axes.rules.get("include", []), "matrix.include", variants)
+    _check_includes(r, includes, releases, pythons, cudas)
     return Config(
         path=file,
         registry=host,
@@ -394,13 +295,145 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         python=pythons,
         cuda=cudas,
         variants=variants,
-        axis_tensorflow=axis_tf,
-        axis_python=axis_py,
-        axis_variant=axis_variant,
-        axis_cuda=axis_cuda,
+        axis_tensorflow=axes.tensorflow,
+        axis_python=axes.python,
+        axis_variant=axes.variant,
+        axis_cuda=axes.cuda,
         excludes=excludes,
         includes=includes,
     )
+
+
+def _toml(text: str, file: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML ({exc})", "fix the syntax at the position shown") from None
+    except RecursionError:
+        raise ConfigError(file, "", "nests tables or arrays too deeply for the TOML parser", "flatten the nesting; versions.toml needs three levels") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits (int max_str_digits)
+        raise ConfigError(file, "", f"has a value the TOML parser cannot hold ({str(exc)[:120]})", "shorten the value; no key takes a huge number") from None
+
+
+_TOP_LEVEL = {
+    "schema": "schema version, 1",
+    "registry": "[registry] host and repository",
+    "defaults": "[defaults] tensorflow, python, cuda",
+    "jupyter": "[jupyter] packages",
+    "science": "[science] packages",
+    "tensorflow": '[tensorflow."X.Y.Z"] releases',
+    "python": '[python."X.Y"] versions',
+    "cuda": '[cuda."X.Y"] versions',
+    "variants": "[variants.cpu] and [variants.gpu]",
+    "matrix": "[matrix] axes, include and exclude",
+}
+
+
+def _top_level(r: _Reader, data: Any) -> dict:
+    top = r.table(data, "", _TOP_LEVEL, ("schema", "registry", "defaults", "jupyter", "tensorflow", "python", "cuda", "variants", "matrix"))
+    if type(top["schema"]) is not int or top["schema"] != SCHEMA_VERSION:
+        raise r.fail("schema", f"unsupported schema {top['schema']!r}", f"set schema = {SCHEMA_VERSION}")
+    return top
+
+
+def _registry(r: _Reader, data: Any) -> tuple[str, str]:
+    registry = r.table(data, "registry", {"host": "e.g. ghcr.io", "repository": "e.g. org/name"}, ("host", "repository"))
+    host = r.string(registry["host"], "registry.host", "ghcr.io")
+    repository = r.string(registry["repository"], "registry.repository", "org/name")
+    _check_registry(r, host, repository, "registry.host", "registry.repository")
+    return host, repository
+
+
+def _requirement_groups(r: _Reader, top: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """[jupyter] and the optional [science] (without it the science layer is empty); each package in one only."""
+    jupyter_packages = _package_group(r, top["jupyter"], "jupyter", "the Jupyter layer", "jupyterlab>=4.4,<5")
+    science_packages = _package_group(r, top["science"], "science", "the scientific Python layer", "pandas>=2.2,<3") if "science" in top else ()
+    jupyter_names = {requirement_name(p): i for i, p in enumerate(jupyter_packages)}
+    for i, requirement in enumerate(science_packages):
+        name = requirement_name(requirement)
+        if name in jupyter_names:
+            raise r.fail(f"science.packages[{i}]", f"{name} is also in jupyter.packages[{jupyter_names[name]}]", "list each package in one group only")
+    return jupyter_packages, science_packages
+
+
+def _defaults(r: _Reader, data: Any, releases: dict, pythons: dict, cudas: dict) -> Defaults:
+    table = r.table(
+        data,
+        "defaults",
+        {"tensorflow": "default release", "python": "default Python", "cuda": "default CUDA for GPU"},
+        ("tensorflow", "python", "cuda"),
+    )
+    defaults = Defaults(
+        r.version(table["tensorflow"], "defaults.tensorflow", "2.21.0"),
+        r.version(table["python"], "defaults.python", "3.11"),
+        r.version(table["cuda"], "defaults.cuda", "12.5"),
+    )
+    for key, value, known in (("tensorflow", defaults.tensorflow, releases), ("python", defaults.python, pythons), ("cuda", defaults.cuda, cudas)):
+        if value not in known:
+            raise r.fail(f"defaults.{key}", f'{value} has no [{key}."{value}"] entry', f"add that entry or pick one of: {_listed(known)}")
+    return defaults
+
+
+@dataclass(frozen=True)
+class _Axes:
+    tensorflow: tuple[Version, ...]
+    python: tuple[Version, ...]
+    variant: tuple[str, ...]
+    cuda: tuple[Version, ...]
+    rules: dict  # the raw include/exclude lists
+
+
+def _axes(r: _Reader, data: Any, variants: dict[str, Variant], releases: dict, pythons: dict, cudas: dict) -> _Axes:
+    matrix = r.table(
+        data,
+        "matrix",
+        {"tensorflow": "releases", "python": "Python versions", "variant": "cpu/gpu", "cuda": "CUDA versions", "exclude": "rules", "include": "rules"},
+        ("tensorflow", "python", "variant"),
+    )
+    axes = _Axes(
+        tensorflow=r.versions(matrix["tensorflow"], "matrix.tensorflow", "2.21.0"),
+        python=r.versions(matrix["python"], "matrix.python", "3.11"),
+        variant=_variant_axis(r, matrix["variant"], variants),
+        cuda=r.versions(matrix["cuda"], "matrix.cuda", "12.5") if "cuda" in matrix else (),
+        rules={k: matrix[k] for k in ("include", "exclude") if k in matrix},
+    )
+    known_entries = (
+        ("tensorflow", axes.tensorflow, releases, "TensorFlow", "add its release facts"),
+        ("python", axes.python, pythons, "Python", "add its base image and offline recipe"),
+        ("cuda", axes.cuda, cudas, "CUDA", "add the CUDA wheels it pins"),
+    )
+    for key, axis, known, what, fix in known_entries:
+        for i, version in enumerate(axis):
+            if version not in known:
+                raise r.fail(f"matrix.{key}[{i}]", f'{what} {version} has no [{key}."{version}"] entry', f"{fix} or use one of: {_listed(known)}")
+    if any(variants[v].needs_cuda for v in axes.variant) and not axes.cuda:
+        raise r.fail("matrix.cuda", "GPU cells need CUDA versions but the axis is empty", 'add cuda = ["12.5"] to [matrix]')
+    return axes
+
+
+def _check_defaults_on_axes(r: _Reader, defaults: Defaults, axes: _Axes, variants: dict[str, Variant]) -> None:
+    """The default cell is what `make run` and the `latest` tags serve: it must come from the axes
+    themselves, or `latest` would silently follow whatever release the axes hold."""
+    default_axes = [("tensorflow", defaults.tensorflow, axes.tensorflow), ("python", defaults.python, axes.python)]
+    if any(variants[v].needs_cuda for v in axes.variant):
+        default_axes.append(("cuda", defaults.cuda, axes.cuda))
+    for key, value, axis in default_axes:
+        if value not in axis:
+            raise r.fail(
+                f"defaults.{key}",
+                f"{value} is not on the matrix axis matrix.{key} ({', '.join(map(str, axis))})",
+                f"add it to matrix.{key} or pick one of its versions",
+            )
+
+
+def _check_includes(r: _Reader, includes: tuple[Rule, ...], releases: dict, pythons: dict, cudas: dict) -> None:
+    for rule in includes:
+        for key, known in (("tensorflow", releases), ("python", pythons), ("cuda", cudas)):
+            value = getattr(rule, key)
+            if value is not None and value not in known:
+                raise r.fail(f"{rule.key_path}.{key}", f'{value} has no [{key}."{value}"] entry', f"add that entry or use one of: {_listed(known)}")
+        if rule.tensorflow is None or rule.python is None or rule.variant is None:
+            raise r.fail(rule.key_path, "an include names one whole cell", "give tensorflow, python and variant (and cuda for gpu)")
 
 
 def _package_group(r: _Reader, data: Any, key: str, what: str, example: str) -> tuple[str, ...]:
@@ -409,8 +442,8 @@ def _package_group(r: _Reader, data: Any, key: str, what: str, example: str) -> 
     return r.requirements(table["packages"], f"{key}.packages", example)
 
 
-def _requirement_name(requirement: str) -> str:
-    """The normalised distribution name of a requirement that `_Reader.requirements` accepted."""
+def requirement_name(requirement: str) -> str:
+    """The normalised (PEP 503) distribution name of a requirement that `_Reader.requirements` accepted."""
     return canonicalize_name(Requirement(requirement).name)
 
 
@@ -531,14 +564,17 @@ def _variants(r: _Reader, data: Any) -> dict[str, Variant]:
                 f"{_shown(package)} carries a version or marker",
                 "name only the package (and extras); the release pins the version",
             )
-        needs_cuda = entry.get("needs_cuda", False)
+        # Optional and redundant (the variant's name decides), but a value that contradicts it is a mistake.
+        needs_cuda = entry.get("needs_cuda", contract.needs_cuda(name))
         if not isinstance(needs_cuda, bool):
             raise r.fail(f"{path}.needs_cuda", f"expected true or false, got {needs_cuda!r}", "write needs_cuda = true")
-        if needs_cuda != (name == "gpu"):
+        if needs_cuda != contract.needs_cuda(name):
             raise r.fail(
-                f"{path}.needs_cuda", f"the {name} variant {'must' if name == 'gpu' else 'cannot'} need CUDA", f"set needs_cuda = {str(name == 'gpu').lower()}"
+                f"{path}.needs_cuda",
+                f"the {name} variant {'must' if contract.needs_cuda(name) else 'cannot'} need CUDA",
+                f"set needs_cuda = {str(contract.needs_cuda(name)).lower()}, or leave it out",
             )
-        variants[name] = Variant(name, package, needs_cuda)
+        variants[name] = Variant(name, package)
     return variants
 
 

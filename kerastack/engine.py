@@ -1,17 +1,14 @@
-"""Make sure a Docker engine with buildx is there; every entry point calls `ensure`."""
+"""Make sure a Docker engine with buildx is there; every command that needs one calls `ensure`."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .docker_client import Docker, DockerException, docker_error
 from .errors import EngineError
-
-INSTALL_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "install-docker.sh"
 
 
 @dataclass(frozen=True)
@@ -41,39 +38,29 @@ class EngineStatus:
         return ""
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=60)
-
-
-def probe() -> EngineStatus:
-    if shutil.which("docker") is None:
+def probe(docker: Docker) -> EngineStatus:
+    if not docker.cli_installed():
         return EngineStatus(cli=False, daemon=False, buildx=False)
-    info = _run("docker", "version", "--format", "{{.Server.Version}}")
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or [""])[-1]
-        return EngineStatus(cli=True, daemon=False, buildx=False, detail=last[:200])
-    buildx = _run("docker", "buildx", "version").returncode == 0
-    return EngineStatus(cli=True, daemon=True, buildx=buildx, server_version=info.stdout.strip())
+    try:
+        version = docker.server_version()
+    except DockerException as exc:
+        return EngineStatus(cli=True, daemon=False, buildx=False, detail=docker_error(exc)[:200])
+    return EngineStatus(cli=True, daemon=True, buildx=docker.buildx_installed(), server_version=version)
 
 
-def ensure(install: bool | None = None) -> EngineStatus:
-    """Return a ready engine or raise EngineError with the fix.
-
-    As root, on a machine without an engine, installs and starts one with scripts/install-docker.sh
-    (set KERASTACK_NO_INSTALL=1 to forbid that).
-    """
-    status = probe()
+def ensure(docker: Docker, *, install: bool, install_script: Path) -> EngineStatus:
+    """Return a ready engine or raise EngineError with the fix. With `install` (root, and not
+    KERASTACK_NO_INSTALL: the options decide), a missing engine is installed and started by `install_script`."""
+    status = probe(docker)
     if status.ready:
         return status
-    if install is None:
-        install = os.geteuid() == 0 and not os.environ.get("KERASTACK_NO_INSTALL")
     if install:
         # Progress goes to stderr: callers such as `make run` capture stdout as the command's result.
-        print(f"kerastack: {status.problem()}\nkerastack: installing with {INSTALL_SCRIPT.name} ...", file=sys.stderr, flush=True)
-        result = subprocess.run(["bash", str(INSTALL_SCRIPT)], stdin=subprocess.DEVNULL, stdout=sys.stderr)
+        print(f"kerastack: {status.problem()}\nkerastack: installing with {install_script.name} ...", file=sys.stderr, flush=True)
+        result = subprocess.run(["bash", str(install_script)], stdin=subprocess.DEVNULL, stdout=sys.stderr)
         if result.returncode != 0:
-            raise EngineError(f"{INSTALL_SCRIPT} failed (exit {result.returncode}); see its messages above")
-        status = probe()
+            raise EngineError(f"{install_script} failed (exit {result.returncode}); see its messages above")
+        status = probe(docker)
     if not status.ready:
         raise EngineError(status.problem())
     return status

@@ -1,254 +1,36 @@
-"""Lock files: per cell, hash-pinned requirements split into layer groups.
+"""Lock files, the effects half: resolve each cell with uv and swap its new lock files in atomically.
 
-Pure functions build the resolver inputs, parse its output and split it into groups; `lock_cell` and
-`check` are the only ones that touch the disk or run the resolver (uv).
+What to resolve and how to split and check the result is kerastack.lock_plan (pure).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-
-from packaging.requirements import Requirement
 
 from .config import Config
 from .errors import PipelineError
-from .matrix import Cell, resolve
-
-LOCK_FORMAT = 2
-PLATFORM = "x86_64-manylinux_2_28"
-# Layer order, least to most often changing. The Dockerfile installs them in this order.
-GROUPS = ("cuda", "tensorflow", "science", "jupyter")
-LOCKS_DIR = "locks"
-
-
-@dataclass(frozen=True)
-class LockInputs:
-    """Everything a cell's resolution depends on; its fingerprint says when to relock."""
-
-    cell_id: str
-    python: str
-    platform: str
-    requirements: tuple[str, ...]
-    constraints: tuple[str, ...]
-    group_roots: tuple[str, ...]  # distributions that, with their dependencies, form the tensorflow group
-    science_roots: tuple[str, ...]  # ... and the science group (less what the tensorflow group already has)
-
-    def fingerprint(self) -> str:
-        canonical = json.dumps({"format": LOCK_FORMAT, **self.__dict__}, sort_keys=True, default=list)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Pin:
-    name: str  # normalised distribution name
-    version: str
-    hashes: tuple[str, ...]
-    via: tuple[str, ...] = field(default=())  # normalised names of the packages that need it, "-" for a root
-
-    def render(self) -> str:
-        lines = [f"{self.name}=={self.version}"] + [f"    --hash={h}" for h in self.hashes]
-        return " \\\n".join(lines)
-
-
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def inputs_for(config: Config, cell: Cell) -> LockInputs:
-    r = resolve(config, cell)
-    tf_requirement = f"{r.variant.tensorflow_package}=={r.release.version}"
-    requirements = (tf_requirement, f"keras=={r.release.keras}", *config.science_packages, *config.jupyter_packages)
-    constraints = tuple(f"{name}=={version}" for name, version in r.cuda.wheels) if r.cuda else ()
-    tf_name = normalise(re.split(r"[\[<>=!~ ]", r.variant.tensorflow_package, maxsplit=1)[0])
-    return LockInputs(
-        cell_id=cell.id,
-        python=str(cell.python),
-        platform=PLATFORM,
-        requirements=requirements,
-        constraints=constraints,
-        group_roots=(tf_name, "keras"),
-        science_roots=tuple(requirement_name(p) for p in config.science_packages),
-    )
-
-
-def requirement_name(requirement: str) -> str:
-    return normalise(Requirement(requirement).name)
-
-
-_PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s\\;]+)")
-
-
-def parse_compiled(text: str) -> list[Pin]:
-    """Parse `uv pip compile --generate-hashes` output (requirements format with `# via` notes)."""
-    pins: list[Pin] = []
-    current: dict | None = None
-    in_via = False
-
-    def finish() -> None:
-        if current is not None:
-            pins.append(Pin(current["name"], current["version"], tuple(current["hashes"]), tuple(sorted(set(current["via"])))))
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        match = _PIN_LINE.match(raw)
-        if match:
-            finish()
-            current = {"name": normalise(match.group(1)), "version": match.group(3), "hashes": [], "via": []}
-            in_via = False
-            continue
-        if current is None or not line:
-            continue
-        if line.startswith("--hash="):
-            current["hashes"].append(line.removeprefix("--hash=").rstrip(" \\"))
-        elif line.startswith("# via"):
-            in_via = True
-            rest = line.removeprefix("# via").strip()
-            if rest:
-                current["via"].append(_via_name(rest))
-        elif line.startswith("#") and in_via:
-            current["via"].append(_via_name(line.lstrip("# ").strip()))
-    finish()
-    for pin in pins:
-        if not pin.hashes:
-            raise PipelineError(f"the resolver gave {pin.name}=={pin.version} without hashes; relock with --generate-hashes")
-    return pins
-
-
-def _via_name(text: str) -> str:
-    if text.startswith("-r") or text.startswith("-c"):
-        return "-"
-    return normalise(text.split()[0])
-
-
-def split_groups(pins: Sequence[Pin], roots: Iterable[str], science_roots: Iterable[str] = ()) -> dict[str, list[Pin]]:
-    """cuda: nvidia-* wheels; tensorflow: the roots and all they need; science: the science roots and all
-    they need that tensorflow does not own (numpy, h5py, ml-dtypes stay TensorFlow's); jupyter: the rest."""
-    children: dict[str, set[str]] = {}
-    for pin in pins:
-        for parent in pin.via:
-            children.setdefault(parent, set()).add(pin.name)
-    tensorflow = _closure(children, roots)
-    science = _closure(children, science_roots) - tensorflow
-    groups: dict[str, list[Pin]] = {g: [] for g in GROUPS}
-    for pin in sorted(pins, key=lambda p: p.name):
-        if pin.name.startswith("nvidia-"):
-            groups["cuda"].append(pin)
-        elif pin.name in tensorflow:
-            groups["tensorflow"].append(pin)
-        elif pin.name in science:
-            groups["science"].append(pin)
-        else:
-            groups["jupyter"].append(pin)
-    return groups
-
-
-def _closure(children: dict[str, set[str]], roots: Iterable[str]) -> set[str]:
-    """The roots and everything they need, transitively."""
-    closure: set[str] = set()
-    todo = [normalise(r) for r in roots]
-    while todo:
-        name = todo.pop()
-        if name in closure:
-            continue
-        closure.add(name)
-        todo.extend(children.get(name, ()))
-    return closure
-
-
-def render_group(inputs: LockInputs, group: str, pins: Sequence[Pin]) -> str:
-    # No cell name in here: identical groups of different cells must be identical files, so that the
-    # build cache, and so the image layer, is shared between them.
-    header = f"# Lock group '{group}' for Python {inputs.python} on {inputs.platform}. Generated by `nox -s lock`; do not edit.\n"
-    return header + "".join(pin.render() + "\n" for pin in pins)
-
-
-def lock_dir(root: Path, cell: Cell) -> Path:
-    return root / LOCKS_DIR / cell.id
-
-
-@dataclass(frozen=True)
-class LockStatus:
-    cell_id: str
-    state: str  # ok | missing | stale | modified | corrupt
-    detail: str = ""
-
-
-def file_hash(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_meta(directory: Path) -> dict:
-    """A cell's lock.json; PipelineError when it is not the JSON object `nox -s lock` writes."""
-    meta_file = directory / "lock.json"
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PipelineError(f"{meta_file} is corrupt ({exc}): run `nox -s lock -- id={directory.name}` to relock") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("groups"), dict) or not isinstance(meta.get("files", {}), dict):
-        raise PipelineError(f"{meta_file} is not a lock record: run `nox -s lock -- id={directory.name}` to relock")
-    return meta
-
-
-def _cell_status(root: Path, config: Config, cell: Cell) -> LockStatus:
-    directory = lock_dir(root, cell)
-    if not directory.is_dir() and directory.with_name(f".{cell.id}.old").is_dir():
-        return LockStatus(cell.id, "missing", "an interrupted lock run left its previous lock aside: run `nox -s lock` (it puts it back)")
-    if not (directory / "lock.json").exists():
-        return LockStatus(cell.id, "missing", f"{directory / 'lock.json'} does not exist")
-    try:
-        meta = read_meta(directory)
-    except PipelineError as exc:
-        return LockStatus(cell.id, "corrupt", str(exc))
-    missing = [g for g in GROUPS if not (directory / f"{g}.txt").exists()]
-    if meta.get("fingerprint") != inputs_for(config, cell).fingerprint():
-        return LockStatus(cell.id, "stale", "versions.toml changed since it was locked")
-    if missing:
-        return LockStatus(cell.id, "missing", f"group files missing: {', '.join(missing)}")
-    recorded = meta.get("files", {})
-    if not recorded:
-        return LockStatus(cell.id, "stale", "lock.json records no content hashes (an older lock): run nox -s lock")
-    modified = [f"{g}.txt" for g in GROUPS if recorded.get(f"{g}.txt") != file_hash(directory / f"{g}.txt")]
-    if modified:
-        return LockStatus(cell.id, "modified", f"{', '.join(modified)} changed since it was locked (edited by hand?): run nox -s lock")
-    return LockStatus(cell.id, "ok")
-
-
-def status(root: Path, config: Config, cells: Sequence[Cell], known: Sequence[Cell] | None = None) -> list[LockStatus]:
-    """Check the selected cells' locks (inputs and content), and flag folders of cells not in the matrix.
-
-    `known` is every cell of the matrix (default: `cells`): a filtered check never calls the locks of the
-    other cells stale. Folders starting with a dot are a lock run's staging and backups, not cells.
-    """
-    result = [_cell_status(root, config, cell) for cell in cells]
-    known_ids = {cell.id for cell in (cells if known is None else known)}
-    locks = root / LOCKS_DIR
-    if locks.is_dir():
-        for extra in sorted(p.name for p in locks.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in known_ids):
-            result.append(LockStatus(extra, "stale", "no such cell in versions.toml any more; delete the folder"))
-    return result
+from .layout import Layout
+from .lock_plan import GROUPS, Pin, check_cuda_pins, file_hash, inputs_for, lock_dir, lock_record, parse_compiled, render_group, split_groups
+from .matrix import Cell
 
 
 def recover(root: Path, cell_id: str) -> None:
     """Finish or undo a lock run that stopped midway: the swap is two renames, so a crash between them
     leaves the previous lock as `.ID.old` and no `ID`; put it back. Staging folders are dropped."""
-    locks = root / LOCKS_DIR
+    locks = Layout(root).locks
     target, backup = locks / cell_id, locks / f".{cell_id}.old"
     if backup.is_dir():
         if target.is_dir():
             shutil.rmtree(backup)  # the new lock is in place; only the old copy was left
         else:
             backup.rename(target)
-    for staging in locks.glob(f".{cell_id}.*"):
-        if staging != backup and staging.is_dir():
+    for staging in locks.glob(f".{cell_id}.staging-*"):
+        if staging.is_dir():
             shutil.rmtree(staging)
 
 
@@ -287,18 +69,11 @@ def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
             raise PipelineError(f"{cell.id}: the resolver failed:\n{run.stderr.strip()}")
         pins = parse_compiled((tmpdir / "compiled.txt").read_text())
     groups = split_groups(pins, inputs.group_roots, inputs.science_roots)
-    _check_cuda_pins(config, cell, groups["cuda"])
-    staging = Path(tempfile.mkdtemp(prefix=f".{cell.id}.", dir=_ensure(root / LOCKS_DIR)))
+    check_cuda_pins(config, cell, groups["cuda"])
+    staging = Path(tempfile.mkdtemp(prefix=f".{cell.id}.staging-", dir=_ensure(Layout(root).locks)))
     for group in GROUPS:
         (staging / f"{group}.txt").write_text(render_group(inputs, group, groups[group]))
-    meta = {
-        "cell": cell.id,
-        "format": LOCK_FORMAT,
-        "fingerprint": inputs.fingerprint(),
-        "files": {f"{g}.txt": file_hash(staging / f"{g}.txt") for g in GROUPS},
-        "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()},
-        "groups": {g: {p.name: p.version for p in groups[g]} for g in GROUPS},
-    }
+    meta = lock_record(inputs, groups, {f"{g}.txt": file_hash(staging / f"{g}.txt") for g in GROUPS})
     (staging / "lock.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     swap_in(staging, lock_dir(root, cell))
     return groups
@@ -315,26 +90,6 @@ def swap_in(staging: Path, target: Path) -> None:
         shutil.rmtree(backup)
 
 
-def _check_cuda_pins(config: Config, cell: Cell, cuda_pins: Sequence[Pin]) -> None:
-    """The CUDA in a tag must be the CUDA inside: every locked nvidia wheel is one versions.toml pins."""
-    if cell.cuda is None:
-        if cuda_pins:
-            raise PipelineError(f"{cell.id}: a CPU cell resolved CUDA wheels ({', '.join(p.name for p in cuda_pins)})")
-        return
-    pinned = dict(config.cuda[cell.cuda].wheels)
-    unpinned = [f"{p.name}=={p.version}" for p in cuda_pins if pinned.get(p.name) != p.version]
-    if unpinned:
-        raise PipelineError(
-            f'{cell.id}: these CUDA wheels are not the versions pinned by [cuda."{cell.cuda}"] in versions.toml: {", ".join(unpinned)}; add them to its wheels'
-        )
-
-
 def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def locked_versions(root: Path, cell: Cell) -> dict[str, str]:
-    """name -> version of everything the cell's lock installs."""
-    meta = read_meta(lock_dir(root, cell))
-    return {name: version for group in meta["groups"].values() for name, version in group.items()}

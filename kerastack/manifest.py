@@ -1,8 +1,8 @@
-"""Per-cell manifests: what an image holds, as JSON, Markdown and a CycloneDX SBOM. Pure.
+"""Per-cell manifests: what an image holds, rendered as JSON, Markdown and a CycloneDX SBOM. Pure.
 
 The image carries the manifest that images/builder/write-manifest wrote at build time
-(IN_IMAGE_PATH). The build stage reads it back and adds what only exists once the image does (its
-id, tags and size), so the report, the Markdown page and the SBOM all come from the same content.
+(contract.MANIFEST_PATH). The build stage reads it back and adds what only exists once the image does
+(its id, tags and size), so the report, the Markdown page and the SBOM all come from the same content.
 """
 
 from __future__ import annotations
@@ -10,15 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 from .config import Config
+from .contract import LOCKS_PATH, MANIFEST_PATH
 from .matrix import Cell, resolve
 
-IN_IMAGE_DIR = "/usr/share/kerastack"
-IN_IMAGE_PATH = f"{IN_IMAGE_DIR}/manifest.json"
-IN_IMAGE_LOCKS = f"{IN_IMAGE_DIR}/locks"
-MANIFESTS_DIR = "manifests"
 # Fixed namespace for the SBOM serial number: the same image always gets the same serial number.
 _SERIAL_NAMESPACE = uuid.UUID("5b1f6f1e-6d0c-4d7e-9a43-7f3c1d9a2b10")
 
@@ -47,12 +43,8 @@ def with_image(in_image: dict, *, image_id: str, tags: list[str], size: int, os_
     }
 
 
-def python_versions(manifest: dict) -> dict[str, str]:
-    return {p["name"]: p["version"] for p in manifest.get("python_packages", [])}
-
-
 def to_markdown(manifest: dict) -> str:
-    from .report import human
+    from .build_report import human
 
     v = manifest["versions"]
     image = manifest.get("image", {})
@@ -75,7 +67,7 @@ def to_markdown(manifest: dict) -> str:
     lines += [f"| {p['name']} | {p['version']} | {p['group']} |" for p in manifest["python_packages"]]
     lines += ["", "## Debian packages", "", "| package | version | architecture |", "|---|---|---|"]
     lines += [f"| {p['name']} | {p['version']} | {p['architecture']} |" for p in manifest["debian_packages"]]
-    lines += ["", f"The image holds this manifest at `{IN_IMAGE_PATH}` and its lock files in `{IN_IMAGE_LOCKS}/`."]
+    lines += ["", f"The image holds this manifest at `{MANIFEST_PATH}` and its lock files in `{LOCKS_PATH}/`."]
     return "\n".join(lines) + "\n"
 
 
@@ -129,15 +121,11 @@ def to_cyclonedx(manifest: dict) -> str:
     return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
 
 
-def write(directory: Path, manifest: dict) -> list[Path]:
-    """reports/manifests/<cell>.json, .md and .cdx.json."""
-    directory.mkdir(parents=True, exist_ok=True)
+def rendered(manifest: dict) -> dict[str, str]:
+    """File name -> text of the three forms of one cell's manifest: <cell>.json, .md and .cdx.json."""
     cell = manifest["cell"]
-    files = {
-        directory / f"{cell}.json": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
-        directory / f"{cell}.md": to_markdown(manifest),
-        directory / f"{cell}.cdx.json": to_cyclonedx(manifest),
+    return {
+        f"{cell}.json": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+        f"{cell}.md": to_markdown(manifest),
+        f"{cell}.cdx.json": to_cyclonedx(manifest),
     }
-    for path, text in files.items():
-        path.write_text(text)
-    return list(files)

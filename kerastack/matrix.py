@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from . import contract
 from .config import Config, CudaVersion, PythonVersion, Rule, TensorFlowRelease, Variant
 from .errors import ConfigError
 from .versions import Version
@@ -22,9 +23,14 @@ class Cell:
     cuda: Version | None = None
 
     @property
+    def stem(self) -> str:
+        """What is inside, e.g. 2.21.0-py3.11-gpu-cuda12.5: the cell tag, and the id after its prefix."""
+        return f"{self.tensorflow}-py{self.python}-{self.variant}" + (f"-cuda{self.cuda}" if self.cuda else "")
+
+    @property
     def id(self) -> str:
-        """The one name logs, reports, tags and filters use, e.g. tf2.21.0-py3.11-gpu-cuda12.5."""
-        return f"tf{self.tensorflow}-py{self.python}-{self.variant}" + (f"-cuda{self.cuda}" if self.cuda else "")
+        """The one name logs, reports and filters use, e.g. tf2.21.0-py3.11-gpu-cuda12.5."""
+        return contract.CELL_ID_PREFIX + self.stem
 
     @property
     def is_gpu(self) -> bool:
@@ -146,6 +152,17 @@ def default_cell(config: Config, variant: str, all_cells: Iterable[Cell]) -> Cel
             "change [defaults] or stop excluding that cell in [matrix]",
         )
     return wanted
+
+
+def default_cells(config: Config, all_cells: Sequence[Cell]) -> list[Cell]:
+    """The default cell of every variant on the matrix axis: what `make run`, `make run-gpu` and `latest` use."""
+    return [default_cell(config, variant, all_cells) for variant in config.axis_variant]
+
+
+def previous_release(cell: Cell, all_cells: Sequence[Cell]) -> Cell | None:
+    """The cell of the next lower TensorFlow release with the same Python, variant and CUDA."""
+    older = [c for c in all_cells if (c.python, c.variant, c.cuda) == (cell.python, cell.variant, cell.cuda) and c.tensorflow < cell.tensorflow]
+    return max(older, default=None)
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from . import contract
 from .config import Config
-from .lock import LOCKS_DIR
+from .layout import lock_build_arg
 from .manifest import facts as manifest_facts
 from .matrix import Cell, resolve
 from .tags import BuildStamp, CellTags, tags_for
 
-DOCKERFILE = "images/Dockerfile"
 SOURCE_URL = "https://github.com/kerastack/kerastack"
-LABEL_PREFIX = "io.kerastack"
+TARGET = "image"  # the Dockerfile's one final stage; the VARIANT build argument picks the variant's layers
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,12 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
     r = resolve(config, cell)
     tags = tags_for(config, all_cells, cell, stamp)
     build_args = {
+        **contract.build_args(),  # the user, UID, mount point, port, lock groups and layer time
         "BASE_IMAGE": base_image,
         "PYTHON_VERSION": str(cell.python),
-        "LOCK_DIR": f"{LOCKS_DIR}/{cell.id}",
+        "LOCK_DIR": lock_build_arg(cell.id),
         "MANIFEST_FACTS": json.dumps(manifest_facts(config, cell, base_image), sort_keys=True, separators=(",", ":")),
-        "VARIANT": cell.variant,  # selects the variant's layers below the shared ones (the Dockerfile's cpu-libs/gpu-libs)
+        "VARIANT": cell.variant,  # the one switch: selects the variant's layers below the shared ones (cpu-libs/gpu-libs)
         # File times in every layer, and (BuildKit >= 0.11) the created/history times of the config.
         "SOURCE_DATE_EPOCH": str(source_date_epoch(created)),
     }
@@ -94,27 +95,27 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
         "org.opencontainers.image.licenses": "Apache-2.0",
         "org.opencontainers.image.base.name": base_image,
         "org.opencontainers.image.ref.name": tags.immutable,
-        f"{LABEL_PREFIX}.cell": cell.id,
-        f"{LABEL_PREFIX}.variant": cell.variant,
-        f"{LABEL_PREFIX}.tensorflow.version": str(r.release.version),
-        f"{LABEL_PREFIX}.keras.version": str(r.release.keras),
-        f"{LABEL_PREFIX}.python.version": str(cell.python),
+        contract.CELL_LABEL: cell.id,
+        contract.VARIANT_LABEL: cell.variant,
+        contract.TENSORFLOW_LABEL: str(r.release.version),
+        contract.KERAS_LABEL: str(r.release.keras),
+        contract.PYTHON_LABEL: str(cell.python),
     }
     if r.cuda is not None:
         labels |= {
-            f"{LABEL_PREFIX}.tensorflow.built-with.cuda": str(r.release.built_with_cuda),
-            f"{LABEL_PREFIX}.tensorflow.built-with.cudnn": str(r.release.built_with_cudnn),
-            f"{LABEL_PREFIX}.cuda.version": str(r.cuda.version),
-            f"{LABEL_PREFIX}.cuda.runtime": r.cuda.runtime_version,
-            f"{LABEL_PREFIX}.cudnn.version": str(r.cuda.cudnn),
-            f"{LABEL_PREFIX}.cuda.wheels": ",".join(f"{name}=={version}" for name, version in r.cuda.wheels),
-            f"{LABEL_PREFIX}.nvidia.driver.min": r.cuda.min_driver,
+            contract.BUILT_WITH_CUDA_LABEL: str(r.release.built_with_cuda),
+            contract.BUILT_WITH_CUDNN_LABEL: str(r.release.built_with_cudnn),
+            contract.CUDA_LABEL: str(r.cuda.version),
+            contract.CUDA_RUNTIME_LABEL: r.cuda.runtime_version,
+            contract.CUDNN_LABEL: str(r.cuda.cudnn),
+            contract.CUDA_WHEELS_LABEL: ",".join(f"{name}=={version}" for name, version in r.cuda.wheels),
+            contract.MIN_DRIVER_LABEL: r.cuda.min_driver,
             # Labels are fixed at build time, before any test runs: this one can only say where the answer is.
-            f"{LABEL_PREFIX}.gpu-op.ran-on-gpu": GPU_OP_LABEL,
+            contract.GPU_OP_LABEL: GPU_OP_LABEL,
         }
     return BuildPlan(
         cell=cell,
-        target=cell.variant,
+        target=TARGET,
         image=config.image,
         tags=tags,
         build_args=tuple(sorted(build_args.items())),

@@ -1,355 +1,104 @@
-"""Is a rebuild bit-identical? Compare two saved images layer by layer, the way diffoci does.
+"""`nox -s reproduce`: build each selected cell twice from scratch and compare the two images.
 
-Pure apart from reading files: the inputs are two `docker save` exports unpacked into folders (or
-single layer tars), the output is a comparison that names, for every layer that differs, the files
-and the tar fields (name, type, mode, uid/gid, size, mtime, link target, PAX headers, content) that
-differ. The reports are written by `write_reproduce_report`.
+Each build starts from a clean `git archive` export of the commit in its own temporary folder (so
+checkout times, untracked files and the other build cannot leak in) and runs with no layer cache.
+The two images are saved (`docker save`) and compared layer by layer (kerastack.image_compare).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
-import hashlib
-import json
-import tarfile
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from .report import write_pair
-
-JSON_NAME = "reproduce.json"
-MARKDOWN_NAME = "reproduce.md"
-# Fields of a tar member compared one by one, in the order they are reported.
-MEMBER_FIELDS = ("type", "mode", "uid", "gid", "uname", "gname", "size", "mtime", "linkname", "devmajor", "devminor", "pax_headers", "content")
-LISTED_PER_LAYER = 50  # member differences listed per layer; the counts by field cover all of them
-
-
-@dataclass(frozen=True)
-class MemberDifference:
-    path: str
-    field: str  # one of MEMBER_FIELDS, or "presence" (only in one tar) or "order"
-    first: str
-    second: str
-
-
-@dataclass
-class LayerComparison:
-    index: int  # position in the image's layers, bottom first
-    first: str  # diff ID in the first build
-    second: str
-    created_by: str = ""  # the history step that made the layer (from the first build)
-    differences: list[MemberDifference] = field(default_factory=list)
-    difference_count: int = 0
-    fields: dict[str, int] = field(default_factory=dict)  # how many members differ in each field
-
-    @property
-    def identical(self) -> bool:
-        return self.first == self.second
-
-
-@dataclass
-class ImageComparison:
-    cell: str
-    first_image: str
-    second_image: str
-    base_layers: int  # layers of the base image: compared, but outside the verdict
-    layers: list[LayerComparison] = field(default_factory=list)
-    config_differences: list[MemberDifference] = field(default_factory=list)
-    tolerated_config_fields: list[str] = field(default_factory=list)  # what this engine cannot normalise
-    error: str = ""
-
-    @property
-    def layers_above_base(self) -> list[LayerComparison]:
-        return self.layers[self.base_layers :]
-
-    @property
-    def identical_layers(self) -> int:
-        return sum(layer.identical for layer in self.layers_above_base)
-
-    @property
-    def unexplained_config_differences(self) -> list[MemberDifference]:
-        return [d for d in self.config_differences if not _tolerated(d.path, self.tolerated_config_fields)]
-
-    @property
-    def ok(self) -> bool:
-        """Every layer above the base identical, and the config identical apart from what the engine cannot fix."""
-        return not self.error and self.identical_layers == len(self.layers_above_base) and not self.unexplained_config_differences
-
-    @property
-    def same_image_id(self) -> bool:
-        return bool(self.first_image) and self.first_image == self.second_image
-
-
-def _tolerated(path: str, patterns: Sequence[str]) -> bool:
-    """`history[*].created` matches `history[3].created`."""
-    return any(fnmatch.fnmatchcase(path, pattern.replace("[*]", "[[]*[]]")) for pattern in patterns)
-
-
-# ---------------------------------------------------------------- one layer
-
-
-def _describe(tar: tarfile.TarFile, info: tarfile.TarInfo) -> dict[str, str]:
-    content = ""
-    if info.isreg():
-        digest = hashlib.sha256()
-        handle = tar.extractfile(info)
-        if handle is not None:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        content = "sha256:" + digest.hexdigest()
-    values: dict[str, Any] = {
-        "type": info.type.decode(errors="replace") if isinstance(info.type, bytes) else str(info.type),
-        "mode": oct(info.mode),
-        "uid": info.uid,
-        "gid": info.gid,
-        "uname": info.uname,
-        "gname": info.gname,
-        "size": info.size,
-        "mtime": info.mtime,
-        "linkname": info.linkname,
-        "devmajor": info.devmajor,
-        "devminor": info.devminor,
-        "pax_headers": json.dumps(dict(sorted(info.pax_headers.items())), ensure_ascii=False) if info.pax_headers else "",
-        "content": content,
-    }
-    return {name: str(values[name]) for name in MEMBER_FIELDS}
-
-
-def _normalise(name: str) -> str:
-    """`./opt/venv/`, `opt/venv` -> `/opt/venv` (keeps leading dots of names like `.wh.x`)."""
-    while name.startswith("./"):
-        name = name[2:]
-    return "/" + name.strip("/") if name not in ("", ".") else "/"
-
-
-def read_members(tar: tarfile.TarFile) -> tuple[list[str], dict[str, dict[str, str]]]:
-    """The member names in tar order, and each member's compared fields (content as a SHA-256)."""
-    order: list[str] = []
-    members: dict[str, dict[str, str]] = {}
-    for info in tar:
-        name = _normalise(info.name)
-        order.append(name)
-        members[name] = _describe(tar, info)
-    return order, members
-
-
-def compare_layer_tars(first: tarfile.TarFile, second: tarfile.TarFile) -> list[MemberDifference]:
-    """Every difference between two layer tars: members only in one, fields that differ, then order."""
-    order_a, a = read_members(first)
-    order_b, b = read_members(second)
-    differences: list[MemberDifference] = []
-    for name in sorted(a.keys() | b.keys()):
-        if name not in b:
-            differences.append(MemberDifference(name, "presence", "present", "missing"))
-        elif name not in a:
-            differences.append(MemberDifference(name, "presence", "missing", "present"))
-        else:
-            differences.extend(MemberDifference(name, f, a[name][f], b[name][f]) for f in MEMBER_FIELDS if a[name][f] != b[name][f])
-    if not differences and order_a != order_b:
-        moved = next(i for i, (x, y) in enumerate(zip(order_a, order_b, strict=False)) if x != y)
-        differences.append(MemberDifference(order_a[moved], "order", f"entry {moved}", f"entry {order_b.index(order_a[moved])}"))
-    return differences
-
-
-def summarise(index: int, first: str, second: str, differences: Sequence[MemberDifference], created_by: str = "") -> LayerComparison:
-    counts = Counter(d.field for d in differences)
-    return LayerComparison(
-        index=index,
-        first=first,
-        second=second,
-        created_by=created_by,
-        differences=list(differences[:LISTED_PER_LAYER]),
-        difference_count=len(differences),
-        fields=dict(sorted(counts.items())),
-    )
-
-
-# ---------------------------------------------------------------- the image config
-
-
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, leaf) pairs of a JSON document: `config.Labels.a`, `history[2].created`."""
-    if isinstance(value, dict):
-        for key in sorted(value):
-            yield from flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from flatten(item, f"{prefix}[{i}]")
-    else:
-        yield prefix, value
-
-
-def compare_configs(first: dict, second: dict) -> list[MemberDifference]:
-    """Config fields that differ; the layers' diff IDs are left out (the layer comparison covers them)."""
-    a, b = ({path: leaf for path, leaf in flatten(doc) if not path.startswith("rootfs.diff_ids[")} for doc in (first, second))
-    paths = sorted(a.keys() | b.keys())
-    return [MemberDifference(path, "config", json.dumps(a.get(path)), json.dumps(b.get(path))) for path in paths if a.get(path) != b.get(path)]
-
-
-# ---------------------------------------------------------------- two saved images
-
-
-@dataclass(frozen=True)
-class SavedImage:
-    """A `docker save` archive: its manifest's config and layer tars, read in place (never unpacked)."""
-
-    archive: Path
-    image_id: str
-    config: dict
-    layer_members: tuple[str, ...]  # member names of the layer tars, bottom first
-
-    @property
-    def diff_ids(self) -> list[str]:
-        return list(self.config.get("rootfs", {}).get("diff_ids", []))
-
-    @contextlib.contextmanager
-    def open_layer(self, index: int) -> Iterator[tarfile.TarFile]:
-        with tarfile.open(self.archive) as outer:
-            handle = outer.extractfile(self.layer_members[index])
-            if handle is None:
-                raise ValueError(f"{self.archive}: {self.layer_members[index]} is not a file")
-            with tarfile.open(fileobj=handle, mode="r:*") as layer:
-                yield layer
-
-
-def load_saved(archive: Path) -> SavedImage:
-    """Read the manifest and config of a `docker save` archive (one image)."""
-    with tarfile.open(archive) as tar:
-        manifest = json.loads(_read(tar, "manifest.json"))
-        if len(manifest) != 1:
-            raise ValueError(f"{archive}: manifest.json lists {len(manifest)} images, expected one")
-        entry = manifest[0]
-        config_bytes = _read(tar, entry["Config"])
-    config = json.loads(config_bytes)
-    layers = tuple(entry["Layers"])
-    if len(layers) != len(config.get("rootfs", {}).get("diff_ids", [])):
-        raise ValueError(f"{archive}: the manifest lists {len(layers)} layers, the config {len(config.get('rootfs', {}).get('diff_ids', []))}")
-    return SavedImage(archive, "sha256:" + hashlib.sha256(config_bytes).hexdigest(), config, layers)
-
-
-def _read(tar: tarfile.TarFile, name: str) -> bytes:
-    handle = tar.extractfile(name)
-    if handle is None:
-        raise ValueError(f"{tar.name}: {name} is not a file")
-    return handle.read()
-
-
-def compare_images(cell: str, first: SavedImage, second: SavedImage, base_layers: int, tolerated_config_fields: Sequence[str] = ()) -> ImageComparison:
-    """Layer by layer: identical diff IDs need no look inside; differing ones are compared member by member."""
-    result = ImageComparison(cell, first.image_id, second.image_id, base_layers, tolerated_config_fields=list(tolerated_config_fields))
-    ids_a, ids_b = first.diff_ids, second.diff_ids
-    steps = _layer_steps(first)
-    for index in range(max(len(ids_a), len(ids_b))):
-        if index >= len(ids_a) or index >= len(ids_b):
-            missing = MemberDifference("/", "presence", "present" if index < len(ids_a) else "missing", "present" if index < len(ids_b) else "missing")
-            result.layers.append(summarise(index, _at(ids_a, index), _at(ids_b, index), [missing], _at(steps, index)))
-            continue
-        differences: list[MemberDifference] = []
-        if ids_a[index] != ids_b[index]:
-            with first.open_layer(index) as a, second.open_layer(index) as b:
-                differences = compare_layer_tars(a, b)
-            if not differences:  # same members, same fields, same order: the tar encoding itself differs
-                differences = [MemberDifference("/", "tar encoding", ids_a[index], ids_b[index])]
-        result.layers.append(summarise(index, ids_a[index], ids_b[index], differences, _at(steps, index)))
-    result.config_differences = compare_configs(first.config, second.config)
-    return result
-
-
-def _at(values: Sequence[str], index: int) -> str:
-    return values[index] if index < len(values) else ""
-
-
-def _layer_steps(image: SavedImage) -> list[str]:
-    """The history step that made each layer (entries marked empty_layer made none); [] when they do not line up."""
-    steps = [h.get("created_by", "") for h in image.config.get("history", []) if not h.get("empty_layer")]
-    return steps if len(steps) == len(image.diff_ids) else []
-
-
-# ---------------------------------------------------------------- reports
-
-
-@dataclass
-class ReproduceReport:
-    revision: str
-    source_date_epoch: int
-    builder: str  # e.g. "docker driver, BuildKit v0.8"
-    cells: list[ImageComparison]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.cells) and all(c.ok for c in self.cells)
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        for cell, comparison in zip(data["cells"], self.cells, strict=True):
-            cell |= {
-                "ok": comparison.ok,
-                "identical_layers": comparison.identical_layers,
-                "layers_above_base": len(comparison.layers_above_base),
-                "same_image_id": comparison.same_image_id,
-            }
-            for layer, layer_obj in zip(cell["layers"], comparison.layers, strict=True):
-                layer["identical"] = layer_obj.identical
-        return json.dumps({"ok": self.ok, **data}, indent=2) + "\n"
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def to_markdown(report: ReproduceReport) -> str:
-    lines = [
-        f"# Reproducibility report (revision {report.revision}, SOURCE_DATE_EPOCH {report.source_date_epoch})",
-        "",
-        f"Each cell was built twice with no layer cache, each time from a clean `git archive` export. Builder: {report.builder}.",
-        "",
-        "| cell | result | layers identical above the base | image ID | config differences |",
-        "|---|---|---|---|---|",
-    ]
-    for c in report.cells:
-        if c.error:
-            lines.append(f"| {c.cell} | **error**: {_cell(c.error)[:200]} | | | |")
-            continue
-        config = f"{len(c.config_differences)} ({len(c.unexplained_config_differences)} unexplained)" if c.config_differences else "none"
-        image = "identical" if c.same_image_id else "differs"
-        lines.append(f"| {c.cell} | {'identical' if c.ok else '**differs**'} | {c.identical_layers}/{len(c.layers_above_base)} | {image} | {config} |")
-    for c in report.cells:
-        if c.error:
-            continue
-        lines += ["", f"## {c.cell}", "", "| # | layer | step | result |", "|---|---|---|---|"]
-        for layer in c.layers:
-            where = "base" if layer.index < c.base_layers else ""
-            by_field = ", ".join(f"{k}: {v}" for k, v in layer.fields.items())
-            verdict = "identical" if layer.identical else f"**{layer.difference_count} entries differ** ({by_field})"
-            lines.append(f"| {layer.index} | `{layer.first[:19]}` {where} | {_cell(layer.created_by)[:80]} | {verdict} |")
-        for layer in c.layers:
-            if layer.identical:
-                continue
-            lines += ["", f"### layer {layer.index}: {_cell(layer.created_by)[:100]}", "", "```"]
-            lines += [f"{d.path}: {d.field}: {d.first} != {d.second}" for d in layer.differences]
-            if layer.difference_count > len(layer.differences):
-                lines.append(f"... and {layer.difference_count - len(layer.differences)} more")
-            lines.append("```")
-        if c.config_differences:
-            tolerated = f" (tolerated on this engine: {', '.join(c.tolerated_config_fields)})" if c.tolerated_config_fields else ""
-            lines += ["", f"Image config differences{tolerated}:", "", "```"]
-            lines += [f"{d.path}: {d.first} != {d.second}" for d in c.config_differences]
-            lines.append("```")
-    if report.notes:
-        lines += ["", "## Notes", "", *(f"- {note}" for note in report.notes)]
-    return "\n".join(lines) + "\n"
-
-
-def write_reproduce_report(report: ReproduceReport, directory: Path) -> tuple[Path, Path]:
-    return write_pair(directory, JSON_NAME, report.to_json(), MARKDOWN_NAME, to_markdown(report))
-
-
-def count_identical(comparisons: Iterable[ImageComparison]) -> tuple[int, int]:
-    """(identical, total) layers above the base over several cells."""
-    pairs = [(c.identical_layers, len(c.layers_above_base)) for c in comparisons if not c.error]
-    return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+from rich.console import Console
+from rich.markup import escape
+
+from . import base_images, git
+from .build import build_plan
+from .docker_client import SOURCE_DATE_EPOCH_SINCE, Docker, DockerException, parse_buildkit_version
+from .errors import PipelineError
+from .image_compare import ImageComparison, ReproduceReport, SavedImage, compare_images, load_saved, write_reproduce_report
+from .matrix import Cell
+from .options import Options, Selection
+from .plan import plan_cell, source_date_epoch
+from .tags import BuildStamp
+
+# On BuildKit < 0.11 the image config's creation times are the build's wall clock: nothing in the
+# Dockerfile can set them. Everything else in the config must still match.
+ENGINE_TIMES = ("created", "history[*].created")
+
+
+def builder_description(docker: Docker, builder: str | None) -> str:
+    version = docker.buildkit_version(builder)
+    parsed = parse_buildkit_version(version)
+    rewrite = "with rewrite-timestamp" if docker.rewrites_timestamps(builder) else "without rewrite-timestamp (the Dockerfile clamps file times)"
+    return f"{builder or 'default'} builder, BuildKit {version or 'unknown'}{'' if parsed else ' (unrecognised version)'}, {rewrite}"
+
+
+def tolerated_config_fields(docker: Docker, builder: str | None) -> tuple[str, ...]:
+    version = parse_buildkit_version(docker.buildkit_version(builder))
+    return () if version is not None and version >= SOURCE_DATE_EPOCH_SINCE else ENGINE_TIMES
+
+
+def reproduce(docker: Docker, options: Options, selection: Selection, console: Console | None = None) -> ReproduceReport:
+    console = console or Console(stderr=True)
+    commit = git.head(options.root)
+    if git.has_uncommitted_changes(options.root):
+        console.print(f"[yellow]note:[/] uncommitted changes are not checked: both builds use commit {commit.revision}")
+    stamp = BuildStamp.at(datetime.now(UTC), commit.revision)  # one stamp: both builds get the same labels
+    tolerated = tolerated_config_fields(docker, options.builder)
+    comparisons = []
+    for cell in selection.selected:
+        console.print(f"{cell.id}: two builds from scratch")
+        try:
+            comparisons.append(_reproduce_cell(docker, options, selection, cell, commit, stamp, tolerated, console))
+        except (PipelineError, DockerException) as exc:
+            comparisons.append(ImageComparison(cell.id, "", "", 0, error=str(exc).strip()[-500:]))
+            console.print(f"[red]✗ {cell.id}[/]: {escape(str(exc))}")
+    notes = []
+    if tolerated:
+        notes.append(
+            "This builder's BuildKit (< 0.11) stamps the image config's `created` and each history entry's `created` with the build's "
+            "wall clock, and nothing in a Dockerfile can change them; they are the only config fields allowed to differ, so the image ID "
+            "differs while every layer digest is identical. BuildKit >= 0.11 takes them from SOURCE_DATE_EPOCH."
+        )
+    report = ReproduceReport(commit.revision, source_date_epoch(commit.created), builder_description(docker, options.builder), comparisons, notes)
+    write_reproduce_report(report, options.report_dir)
+    return report
+
+
+def _reproduce_cell(
+    docker: Docker, options: Options, selection: Selection, cell: Cell, commit: git.Commit, stamp: BuildStamp, tolerated, console: Console
+) -> ImageComparison:
+    base = base_images.resolve(docker, selection.config.python[cell.python], offline=options.offline_base, mirror=options.debian_mirror)
+    base_layers = len(docker.layers(base.ref))
+    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, commit.created)
+    refs = [f"{plan.image}:reproduce-{cell.id}-{n}" for n in (1, 2)]
+    with tempfile.TemporaryDirectory(prefix=f"kerastack-reproduce-{cell.id}-", dir=options.work_dir) as tmp:
+        saved: list[SavedImage] = []
+        try:
+            for n, ref in enumerate(refs, start=1):
+                context = Path(tmp) / f"export-{n}"
+                git.export_head(options.root, context)
+                outcome = build_plan(
+                    docker,
+                    options,
+                    plan,
+                    context=context,
+                    no_cache=True,
+                    tags=[ref],
+                    on_step=lambda step, n=n: console.print(escape(f"  build {n}: {step}"), highlight=False) if "RUN" in step or "COPY" in step else None,
+                )
+                if not outcome.ok:
+                    raise PipelineError(f"build {n} of {cell.id} failed: {outcome.error}")
+                console.print(f"  build {n}: {outcome.image_id[:19]} in {outcome.seconds:.0f} s")
+                archive = Path(tmp) / f"image-{n}.tar"
+                docker.save(ref, archive)
+                saved.append(load_saved(archive))
+            comparison = compare_images(cell.id, saved[0], saved[1], base_layers, tolerated)
+        finally:
+            docker.remove_images(refs)
+    verdict = "[green]identical[/]" if comparison.ok else "[red]differs[/]"
+    console.print(f"{cell.id}: {verdict}: {comparison.identical_layers}/{len(comparison.layers_above_base)} layers above the base identical")
+    return comparison

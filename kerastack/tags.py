@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from . import contract
 from .config import Config
 from .matrix import Cell
 from .versions import Version
@@ -67,7 +68,8 @@ class CellTags:
 
 
 def cell_tag(cell: Cell) -> str:
-    tag = f"{cell.tensorflow}-py{cell.python}-{cell.variant}" + (f"-cuda{cell.cuda}" if cell.cuda else "")
+    """The cell tag is the cell's stem, the same name its id carries after the `tf` prefix."""
+    tag = cell.stem
     assert _TAG.match(tag), tag
     return tag
 
@@ -94,7 +96,7 @@ def moving_tags(config: Config, all_cells: Sequence[Cell]) -> dict[str, tuple[st
     owners: dict[str, Cell] = {}
     for variant in sorted({c.variant for c in all_cells}):
         of_variant = [c for c in all_cells if c.variant == variant]
-        latest = "latest" if variant == "cpu" else f"latest-{variant}"
+        latest = contract.latest_tag(variant)
         owners[latest] = max(of_variant, key=lambda c: _preference(config, c))
         for line in sorted({c.tensorflow.major_minor for c in of_variant}):
             in_line = [c for c in of_variant if c.tensorflow.major_minor == line]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -13,25 +12,33 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# What `make test` smoke-tests: the default CPU cell, the second Python, and both CUDA versions.
-DEFAULT_SMOKE_CELLS = (
-    "tf2.21.0-py3.11-cpu",
-    "tf2.21.0-py3.13-cpu",
-    "tf2.21.0-py3.11-gpu-cuda12.5",
-    "tf2.21.0-py3.11-gpu-cuda12.9",
-)
+
+
+def pipeline_options(*words: str, environ: dict[str, str] | None = None):
+    """The pipeline's Options for this checkout, resolved from CLI words and the environment like the CLI does."""
+    from kerastack import cli, options
+
+    args = cli.parser().parse_args(["--project-dir", str(ROOT), *words])
+    return options.resolve(args, dict(os.environ) if environ is None else environ, is_root=os.geteuid() == 0)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kerastack")
     group.addoption("--cells", default=os.environ.get("KERASTACK_SMOKE_CELLS", ""), help="comma-separated cell ids to smoke-test")
     group.addoption("--no-build", action="store_true", help="smoke-test existing local images; do not build missing ones")
-    group.addoption("--smoke-report", default="", help="write per-cell smoke results (JSON) here")
+    group.addoption("--smoke-report-dir", default="", help="write one smoke report per cell (smoke/<cell>.json) under this folder")
 
 
 def smoke_cells(config: pytest.Config) -> list[str]:
+    """--cells, else the matrix's default cells (what `make run`, `make run-gpu` and `latest` serve)."""
     chosen = config.getoption("--cells")
-    return [c for c in chosen.split(",") if c] if chosen else list(DEFAULT_SMOKE_CELLS)
+    if chosen:
+        return [c for c in chosen.split(",") if c]
+    from kerastack import config as config_module
+    from kerastack import matrix
+
+    project = config_module.with_environment(config_module.load(ROOT / "versions.toml"), dict(os.environ))
+    return [cell.id for cell in matrix.default_cells(project, matrix.cells(project))]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -61,13 +68,30 @@ def all_cells(project_config):
 def docker_engine():
     """The real engine; installed and started as root when missing (like `make test`)."""
     from kerastack import engine
+    from kerastack.docker_client import Docker
 
-    return engine.ensure()
+    options = pipeline_options("engine")
+    return engine.ensure(Docker(), install=options.install_engine, install_script=options.layout.install_docker_script)
 
 
-_built: dict[str, str] = {}
-_build_results: dict = {}  # cell id -> CellReport of the build this session made
-_tested_ids: dict[str, str] = {}  # cell id -> the image id the smoke tests ran against
+@pytest.fixture(scope="session")
+def docker(docker_engine):
+    """The pipeline's own Docker adapter: tests build, run and push through it too."""
+    from kerastack.docker_client import Docker
+
+    return Docker()
+
+
+@dataclass
+class BuiltCell:
+    """A cell image this session has at hand: its reference, and the build report entry when it built it."""
+
+    ref: str
+    image_id: str
+    report: object | None = None  # kerastack.build_report.CellReport
+
+
+_built: dict[str, BuiltCell] = {}
 # What this session's builds made, and nothing else: removed at the end by exact tag or id.
 _made_tags: set[str] = set()  # immutable tags (the cell tags stay: they are the next run's cache)
 _replaced_ids: set[str] = set()  # images a cell tag pointed at before this session rebuilt the cell
@@ -85,55 +109,48 @@ def track_build(cells) -> None:
 
 def remove_made_images(tags: set[str], replaced_ids: set[str]) -> None:
     """Untag exactly `tags`; then remove each of `replaced_ids` only if nothing tags it any more."""
-    from python_on_whales import DockerException, docker
+    from kerastack.docker_client import Docker, DockerException
 
-    from kerastack.docker_client import remove_images
-
-    remove_images(sorted(tags))
+    docker = Docker()
+    docker.remove_images(sorted(tags))
     for image_id in sorted(replaced_ids):
         try:
-            if not docker.image.inspect(image_id).repo_tags:
-                docker.image.remove(image_id, force=False)
+            if not docker.inspect(image_id).repo_tags:
+                docker.remove_images([image_id])
         except DockerException:
             pass  # gone already, or a container still uses it: not ours to force
 
 
 @pytest.fixture(scope="session")
-def cell_image(request: pytest.FixtureRequest, cell_id: str, docker_engine, project_config, all_cells, tmp_path_factory) -> str:
+def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_config, all_cells, tmp_path_factory) -> BuiltCell:
     """A local image of the cell, built through the pipeline (cached layers make rebuilds quick)."""
-    from python_on_whales import docker
-
     from kerastack import matrix, tags
-    from kerastack.build import BuildOptions, build_matrix, current_stamp
-    from kerastack.ca import find_bundle
+    from kerastack.build import build_matrix
+    from kerastack.git import current_stamp
+    from kerastack.options import Selection
 
     if cell_id in _built:
         return _built[cell_id]
     (cell,) = matrix.Filter.parse([f"id={cell_id}"]).select(all_cells)
     ref = f"{project_config.image}:{tags.cell_tag(cell)}"
+    report = None
     if request.config.getoption("--no-build"):
-        if not docker.image.exists(ref):
+        if not docker.exists(ref):
             pytest.fail(f"{ref} is not built: run `nox -s build-matrix -- id={cell_id}` first")
     else:
+        options = pipeline_options("build", "--report-dir", str(tmp_path_factory.mktemp(f"build-{cell_id}")))
         stamp, created = current_stamp(ROOT)
-        report = build_matrix(
-            BuildOptions(
-                root=ROOT,
-                config=project_config,
-                all_cells=tuple(all_cells),
-                selected=(cell,),
-                stamp=stamp,
-                created=created,
-                ca_bundle=find_bundle(),
-                report_dir=tmp_path_factory.mktemp(f"build-{cell_id}"),
-            )
-        )
-        track_build(report.cells)
-        assert report.ok, f"building {cell_id} failed: {report.cells[0].error}"
-        _build_results[cell_id] = report.cells[0]
-    _built[cell_id] = ref
-    _tested_ids[cell_id] = docker.image.inspect(ref).id
-    return ref
+        build = build_matrix(docker, options, Selection(project_config, tuple(all_cells), (cell,)), stamp, created)
+        track_build(build.cells)
+        assert build.ok, f"building {cell_id} failed: {build.cells[0].error}"
+        report = build.cells[0]
+    _built[cell_id] = BuiltCell(ref, docker.inspect(ref).id, report)
+    return _built[cell_id]
+
+
+@pytest.fixture(scope="session")
+def cell_image(built_cell: BuiltCell) -> str:
+    return built_cell.ref
 
 
 @dataclass(frozen=True)
@@ -154,12 +171,9 @@ def load_launcher():
 
 
 @pytest.fixture(scope="session")
-def host_gpu(docker_engine) -> HostGpu:
-    from python_on_whales import docker
-    from python_on_whales.utils import run
-
+def host_gpu(docker) -> HostGpu:
     launch = load_launcher()
-    info = json.loads(run(docker.docker_cmd + ["info", "--format", "{{json .}}"]))
+    info = docker.info()
     method = launch.detect_gpu(info, launch.find_local_cdi_specs(info))
     reason = "" if method else "Docker has no NVIDIA runtime and no CDI GPU device (no GPU, or no NVIDIA Container Toolkit)"
     return HostGpu(method is not None, method, reason)
@@ -173,60 +187,7 @@ def cell(cell_id, all_cells):
     return found
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Unit tests first, then the smoke suite, then integration tests (publishing needs this run's smoke results)."""
-    rank = {"unit": 0, "smoke": 1, "integration": 2}
-    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).parent.name, 1))
-
-
-def session_reports(directory: Path, cell_ids: list[str]) -> Path:
-    """This session's build and smoke reports for `cell_ids`, written where `publish --reports` reads them."""
-    from kerastack.report import BuildReport, write_build_report
-
-    missing = [c for c in cell_ids if c not in _build_results or c not in _results]
-    if missing:
-        pytest.fail(f"publishing needs this run's build and smoke results for {missing}: run the smoke suite in the same session (make test does)")
-    write_build_report(BuildReport("session", "session", cell_ids, [_build_results[c] for c in cell_ids]), directory)
-    _write_smoke_report_to(directory / "smoke-report.json")
-    return directory
-
-
-# ---------------------------------------------------------------- per-cell smoke results for publish
-_results: dict[str, dict] = {}
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    callspec = getattr(report, "cell_id", None)
-    if callspec is None:
-        return
-    entry = _results.setdefault(callspec, {"passed": 0, "failed": [], "skipped": 0, "checks": []})
-    outcome = ""
-    if report.failed:
-        entry["failed"].append(report.nodeid)
-        outcome = "failed"
-    elif report.when == "call" and report.passed:
-        entry["passed"] += 1
-        outcome = "passed"
-    elif report.skipped:
-        entry["skipped"] += 1
-        outcome = "skipped"
-    if outcome:  # every check with its outcome and, for a skip, why: publish decides from these
-        reason = report.longrepr[2] if outcome == "skipped" and isinstance(report.longrepr, tuple) else ""
-        entry["checks"].append({"test": report.nodeid, "outcome": outcome, "reason": reason.removeprefix("Skipped: "), "gpu": report.gpu_check})
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call):
-    outcome = yield
-    report = outcome.get_result()
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and isinstance(callspec.params.get("cell_id"), str):
-        report.cell_id = callspec.params["cell_id"]
-        report.gpu_check = item.get_closest_marker("gpu") is not None  # needs a GPU to mean anything
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _write_smoke_report(session)
     # Keep the cell tags (the cache the next run starts from); drop the immutable tags this session's
     # builds made and the images they replaced, by exact tag and id: a user's own builds of the same
     # commit and day, and their untagged images, are not ours to remove.
@@ -234,22 +195,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         remove_made_images(_made_tags, _replaced_ids)
     if _built or _made_tags:
         # GPU builds leave gigabytes of stage snapshots and pip caches; the disk is shared with later runs.
-        from kerastack.docker_client import prune_build_cache
+        from kerastack.docker_client import Docker
 
-        prune_build_cache(os.environ.get("KERASTACK_TEST_BUILD_CACHE", "16GB"))
-
-
-def _write_smoke_report(session: pytest.Session) -> None:
-    path = session.config.getoption("--smoke-report")
-    if path:
-        _write_smoke_report_to(Path(path))
-
-
-def _write_smoke_report_to(path: Path) -> None:
-    cells = {}
-    for cell_id, entry in _results.items():
-        ref = _built.get(cell_id)
-        image_id = _tested_ids.get(cell_id, "")
-        cells[cell_id] = {**entry, "image": ref or "", "image_id": image_id, "ok": not entry["failed"] and entry["passed"] > 0}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({"cells": cells}, indent=2) + "\n")
+        Docker().prune_build_cache(os.environ.get("KERASTACK_TEST_BUILD_CACHE", "16GB"))

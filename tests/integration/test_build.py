@@ -18,8 +18,8 @@ import pytest
 from python_on_whales import docker
 from python_on_whales.utils import run as run_docker
 
-from kerastack import base_images, ca, config, docker_client, lock, matrix
-from kerastack.build import current_stamp
+from kerastack import base_images, ca, config, docker_client, lock_plan, matrix
+from kerastack.git import current_stamp
 from kerastack.plan import plan_cell
 from tests.conftest import ROOT, track_build
 
@@ -182,7 +182,7 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path, docker_engine):
     # ... and recorded in lock.json as if locked that way, so the build (not the lock check) meets the bad hashes.
     meta_file = broken.parent / "lock.json"
     meta = json.loads(meta_file.read_text())
-    meta["files"]["jupyter.txt"] = lock.file_hash(broken)
+    meta["files"]["jupyter.txt"] = lock_plan.file_hash(broken)
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     try:
         result = kerastack(

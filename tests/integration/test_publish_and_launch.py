@@ -1,6 +1,9 @@
 """Publishing to a real registry (Debian's docker-registry on 127.0.0.1), and the launcher pulling from it.
 
-The cells published are the ones this session built and smoke-tested (the smoke suite runs first).
+The module builds its own gate input: it builds its two cells through the pipeline (cached layers make
+that quick), writes their build report, and a smoke report per cell that names the built image as
+tested. The smoke suite's own results are not involved, so a failure elsewhere cannot fail these tests
+or publish under them (the gate itself is unit-tested, and walked end to end in test_smoke_gate.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from tests.conftest import ROOT, session_reports
+from kerastack import smoke_report
+from kerastack.build import build_matrix
+from kerastack.build_report import write_build_report
+from kerastack.git import current_stamp
+from kerastack.options import select
+from tests.conftest import ROOT, pipeline_options, track_build
 from tests.containers import free_port, host_user_dir
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
@@ -40,9 +48,19 @@ def run_to_end(process: subprocess.Popen, timeout: float = 600) -> tuple[int, st
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> Path:
-    """This session's build and smoke results of CELLS (the smoke suite ran before this module)."""
-    return session_reports(tmp_path_factory.mktemp("reports"), CELLS)
+def reports(tmp_path_factory, docker) -> Path:
+    """A build report of CELLS, built now, and a smoke report per cell naming the built image as tested."""
+    folder = tmp_path_factory.mktemp("reports")
+    options = pipeline_options("build", *(f"id={c}" for c in CELLS), "--report-dir", str(folder))
+    stamp, created = current_stamp(ROOT)
+    build = build_matrix(docker, options, select(options), stamp, created)
+    track_build(build.cells)
+    assert build.ok, [c.error for c in build.cells]
+    write_build_report(build, folder)
+    for cell in build.cells:
+        check = smoke_report.Check("gate input written by tests/integration/test_publish_and_launch.py", "passed")
+        smoke_report.write(folder, smoke_report.SmokeReport(cell.cell, cell.tags[1], cell.image_id, (check,)))
+    return folder
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from kerastack.report import BuildReport, CellReport, write_build_report
+from kerastack import smoke_report
+from kerastack.build_report import BuildReport, CellReport, write_build_report
 from tests.conftest import ROOT
 from tests.containers import free_port
 from tests.registry import LocalRegistry
@@ -66,8 +67,9 @@ def reports(tmp_path, registry, tiny_images) -> Path:
     image = f"{registry.host}/{REPOSITORY}"
     cells = [CellReport(cell, "built", tags=[f"{image}:{tag}-{SUFFIX}", f"{image}:{tag}"], image_id=tiny_images[cell]) for cell, tag in CELLS.items()]
     write_build_report(BuildReport("abc1234", "now", list(CELLS), cells), folder)
-    smoke = {cell: {"ok": True, "passed": 1, "failed": [], "image_id": tiny_images[cell], "checks": []} for cell in CELLS}
-    (folder / "smoke-report.json").write_text(json.dumps({"cells": smoke}))
+    for cell in CELLS:
+        check = smoke_report.Check("gate input written by tests/integration/test_publish_fails_closed.py", "passed")
+        smoke_report.write(folder, smoke_report.SmokeReport(cell, tiny_images[cell], tiny_images[cell], (check,)))
     return folder
 
 

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 from python_on_whales import docker
 
-from kerastack.build import current_stamp
+from kerastack.git import current_stamp
 from tests.conftest import ROOT, remove_made_images
 
 pytestmark = pytest.mark.docker

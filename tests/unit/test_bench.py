@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from kerastack.bench import BenchOptions, BenchReport, Comparison, alternate, run
-from kerastack.errors import PipelineError
+from kerastack.bench import BenchReport, Comparison, alternate
+from tests.conftest import ROOT
 
 
 def test_alternate_swaps_the_order_every_round():
@@ -39,6 +39,9 @@ def test_report_markdown_and_json():
     assert data["comparisons"][1]["ratio"] == 1.25
 
 
-def test_fewer_than_five_runs_is_refused_before_touching_docker(tmp_path):
-    with pytest.raises(PipelineError, match="at least 5"):
-        run(BenchOptions(image="img:1", runs=3, report_dir=tmp_path), print)
+def test_fewer_than_five_runs_is_refused_before_touching_docker(tmp_path, capsys, monkeypatch):
+    from kerastack import cli
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # the engine is never asked
+    assert cli.main(["--project-dir", str(ROOT), "bench", "--runs", "3"]) == 2
+    assert "at least 5" in capsys.readouterr().err

@@ -453,7 +453,10 @@ def test_defaults_must_name_entries(base_text):
 
 
 def test_variant_needs_cuda_must_match_its_name(base_text):
-    expect_error(edit(base_text, "needs_cuda = true\n", "needs_cuda = false\n"), "variants.gpu.needs_cuda", problem="must need CUDA", fix="needs_cuda = true")
+    gpu_variant = 'tensorflow_package = "tensorflow[and-cuda]"\n'
+    expect_error(
+        edit(base_text, gpu_variant, gpu_variant + "needs_cuda = false\n"), "variants.gpu.needs_cuda", problem="must need CUDA", fix="needs_cuda = true"
+    )
 
 
 def test_unknown_debian_suite(base_text):

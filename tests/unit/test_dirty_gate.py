@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kerastack.build import current_stamp
+from kerastack.git import current_stamp
 
 
 def git(root: Path, *args: str) -> None:

@@ -11,9 +11,8 @@ def test_installing_writes_progress_to_stderr_only(monkeypatch, tmp_path, capfd)
     script = tmp_path / "install-docker.sh"
     script.write_text("echo 'apt-get says hello on stdout'\necho 'install-docker: ok' >&2\n")
     states = iter([engine.EngineStatus(cli=True, daemon=False, buildx=True, detail="no socket"), engine.EngineStatus(True, True, True, "20.10.24")])
-    monkeypatch.setattr(engine, "probe", lambda: next(states))
-    monkeypatch.setattr(engine, "INSTALL_SCRIPT", script)
-    status = engine.ensure(install=True)
+    monkeypatch.setattr(engine, "probe", lambda docker: next(states))
+    status = engine.ensure(None, install=True, install_script=script)
     out, err = capfd.readouterr()
     assert status.ready
     assert out == ""
@@ -23,8 +22,7 @@ def test_installing_writes_progress_to_stderr_only(monkeypatch, tmp_path, capfd)
 def test_a_failed_install_is_an_engine_error(monkeypatch, tmp_path, capfd):
     script = tmp_path / "install-docker.sh"
     script.write_text("echo partial output; exit 7\n")
-    monkeypatch.setattr(engine, "probe", lambda: engine.EngineStatus(cli=True, daemon=False, buildx=True))
-    monkeypatch.setattr(engine, "INSTALL_SCRIPT", script)
+    monkeypatch.setattr(engine, "probe", lambda docker: engine.EngineStatus(cli=True, daemon=False, buildx=True))
     with pytest.raises(engine.EngineError, match="exit 7"):
-        engine.ensure(install=True)
+        engine.ensure(None, install=True, install_script=script)
     assert capfd.readouterr().out == ""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kerastack import cli, config, lock, matrix
+from kerastack import cli, config, lock, lock_plan, matrix
 from kerastack.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_the_real_locks_record_and_match_their_content_hashes(project, capsys):
     code, out, _ = check(capsys, project)
     assert code == 0 and out.count(": ok") == len(list((ROOT / "locks").glob("tf*")))
     meta = json.loads((ROOT / "locks" / CELL / "lock.json").read_text())
-    assert set(meta["files"]) == {f"{group}.txt" for group in lock.GROUPS}
+    assert set(meta["files"]) == {f"{group}.txt" for group in lock_plan.GROUPS}
 
 
 def test_a_hand_edited_group_file_is_reported_as_modified(project, capsys):
@@ -97,7 +97,7 @@ def test_a_corrupt_lock_json_is_a_clear_error(project, capsys):
     cfg = config.load(project / "versions.toml")
     (cell,) = matrix.Filter.parse([f"id={CELL}"]).select(matrix.cells(cfg))
     with pytest.raises(PipelineError, match="is corrupt"):
-        lock.locked_versions(project, cell)
+        lock_plan.locked_versions(project, cell)
 
 
 def test_relocking_after_a_crash_between_the_two_renames_restores_and_replaces(project, capsys, replaying_resolver):
@@ -113,7 +113,7 @@ def test_relocking_after_a_crash_between_the_two_renames_restores_and_replaces(p
 def test_relocking_after_a_crash_before_the_cleanup_succeeds(project, capsys, replaying_resolver):
     leftover = project / "locks" / f".{CELL}.old"
     shutil.copytree(project / "locks" / CELL, leftover)  # both renames happened, the removal did not
-    (project / "locks" / f".{CELL}.abc123").mkdir()  # and a staging folder of yet another run
+    (project / "locks" / f".{CELL}.staging-abc123").mkdir()  # and a staging folder of yet another run
     relock(project)
     assert sorted(p.name for p in (project / "locks").iterdir() if p.name.startswith(f".{CELL}")) == []
     assert check(capsys, project)[0] == 0

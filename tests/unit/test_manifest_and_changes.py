@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kerastack import changes, cli, manifest
+from kerastack import changes, cli, contract, manifest
 from kerastack.changes import Change
 from kerastack.errors import PipelineError
 
@@ -69,7 +69,7 @@ def test_markdown_lists_versions_packages_and_size():
     for row in ("| Python | 3.11.2 |", "| TensorFlow | 2.21.0 |", "| Keras | 3.12.4 |", "| CUDA | – (CPU) |", "| size | 1.70 GB |"):
         assert row in md
     assert "| pandas | 3.1.1 | science |" in md and "| git | 1:2.39.5-0+deb12u2 | amd64 |" in md
-    assert manifest.IN_IMAGE_PATH in md
+    assert contract.MANIFEST_PATH in md
 
 
 def test_cyclonedx_sbom_has_every_package_with_a_purl_and_is_deterministic():
@@ -88,10 +88,10 @@ def test_cyclonedx_sbom_has_every_package_with_a_purl_and_is_deterministic():
     assert manifest.to_cyclonedx(sample_manifest(image_id="sha256:2")) != text
 
 
-def test_write_names_files_after_the_cell(tmp_path):
-    files = manifest.write(tmp_path / "manifests", sample_manifest(image_id="sha256:1"))
-    assert sorted(p.name for p in files) == ["tf2.21.0-py3.11-cpu.cdx.json", "tf2.21.0-py3.11-cpu.json", "tf2.21.0-py3.11-cpu.md"]
-    assert json.loads((tmp_path / "manifests" / "tf2.21.0-py3.11-cpu.json").read_text())["image"]["size"] == 1_700_000_000
+def test_rendered_files_are_named_after_the_cell():
+    files = manifest.rendered(sample_manifest(image_id="sha256:1"))
+    assert sorted(files) == ["tf2.21.0-py3.11-cpu.cdx.json", "tf2.21.0-py3.11-cpu.json", "tf2.21.0-py3.11-cpu.md"]
+    assert json.loads(files["tf2.21.0-py3.11-cpu.json"])["image"]["size"] == 1_700_000_000
 
 
 def test_write_manifest_script_is_deterministic_python(tmp_path):
@@ -106,7 +106,7 @@ def test_write_manifest_script_is_deterministic_python(tmp_path):
     script = ROOT / "images" / "builder" / "write-manifest"
 
     def run(expected: dict, out: Path) -> subprocess.CompletedProcess:
-        env = {"MANIFEST_FACTS": json.dumps(facts | {"expected": expected}), "PATH": "/usr/bin:/bin"}
+        env = {"MANIFEST_FACTS": json.dumps(facts | {"expected": expected}), "PATH": "/usr/bin:/bin", "LOCK_GROUPS": " ".join(contract.LOCK_GROUPS)}
         return subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "groups"), str(locks)], env=env, capture_output=True, text=True)
 
     if run({}, tmp_path / "out1").returncode != 0 and "dpkg-query" in run({}, tmp_path / "out1").stderr:
@@ -174,14 +174,16 @@ def test_markdown_summary():
 
 
 def test_manifest_packages_skip_the_venv_tools():
-    cell, packages = changes.manifest_packages(json.dumps(sample_manifest()), "m.json")
+    cell, packages = changes.manifest_packages(sample_manifest(), "m.json")
     assert cell == "tf2.21.0-py3.11-cpu" and "pip" not in packages and packages["pandas"] == "3.1.1"
 
 
-@pytest.mark.parametrize("text", ["not json", "{}", '{"cell": "c", "python_packages": [{"name": "x"}]}', "[]"])
-def test_a_bad_manifest_is_one_clear_error(text):
-    with pytest.raises(PipelineError, match="m.json: not a kerastack manifest"):
-        changes.manifest_packages(text, "m.json")
+@pytest.mark.parametrize("text", ["not json", "{}", '{"cell": "c", "python_packages": [{"name": "x"}]}', "[]", "\xff\xfe", "[" * 100_000])
+def test_a_bad_manifest_is_one_clear_error(text, tmp_path):
+    path = tmp_path / "m.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(PipelineError, match="m.json: .*not"):
+        changes.read_manifest(path)
 
 
 # ---------------------------------------------------------------- the command
@@ -207,7 +209,7 @@ def test_changes_command_against_a_manifest_file(tmp_path, capsys):
 def test_changes_command_refuses_a_missing_manifest(tmp_path, capsys):
     assert cli.main(["changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(tmp_path / "nope.json")]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and "cannot read the manifest" in captured.err
+    assert captured.out == "" and "cannot read a kerastack manifest" in captured.err
 
 
 def test_sboms_command_pairs_digests_with_sboms_and_refuses_a_missing_one(tmp_path, capsys):

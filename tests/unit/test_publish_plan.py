@@ -7,9 +7,10 @@ import json
 import pytest
 from python_on_whales import DockerException
 
-from kerastack import cli, config, matrix, publish
+from kerastack import cli, config, matrix, publish, publish_plan
+from kerastack.build_report import BuildReport, CellReport
 from kerastack.errors import PipelineError
-from kerastack.report import BuildReport, CellReport
+from kerastack.smoke_report import Check, SmokeReport
 from tests.conftest import ROOT
 
 CPU311, CPU313, GPU = "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu", "tf2.21.0-py3.11-gpu-cuda12.5"
@@ -39,11 +40,16 @@ def built(cell_id: str, revision: str = "abc1234") -> CellReport:
     )
 
 
-def smoke(*ids: str, failed: tuple[str, ...] = ()) -> dict:
-    result = {c: {"ok": True, "image_id": f"sha256:{c}", "failed": []} for c in ids}
+def smoke(*ids: str, failed: tuple[str, ...] = ()) -> dict[str, SmokeReport]:
+    result = {c: SmokeReport(c, c, f"sha256:{c}", (Check(f"tests/smoke/test_image.py::x[{c}]", "passed"),)) for c in ids}
     for c in failed:
-        result[c] = {"ok": False, "image_id": f"sha256:{c}", "failed": [f"tests/smoke/test_image.py::x[{c}]"]}
-    return {"cells": result}
+        result[c] = SmokeReport(c, c, f"sha256:{c}", (Check(f"tests/smoke/test_image.py::x[{c}]", "failed"),))
+    return result
+
+
+def plan_publish(cfg, cells, selected, build, smoked, *, allow_dirty=False, allow_untested_gpu=False, move_tags=True):
+    gates = publish_plan.Gates(allow_dirty=allow_dirty, allow_untested_gpu=allow_untested_gpu)
+    return publish_plan.plan_publish(cfg, cells, selected, build, smoked, gates=gates, move_tags=move_tags)
 
 
 def report(*cell_reports: CellReport) -> BuildReport:
@@ -51,7 +57,7 @@ def report(*cell_reports: CellReport) -> BuildReport:
 
 
 def test_all_passed_pushes_immutable_then_cell_then_moving(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU311, CPU313), report(built(CPU311), built(CPU313)), smoke(CPU311, CPU313))
+    plan = plan_publish(cfg, cells, select(cells, CPU311, CPU313), report(built(CPU311), built(CPU313)), smoke(CPU311, CPU313))
     kinds = [s.kind for s in plan.steps]
     assert kinds == ["immutable", "immutable", "cell", "cell", "moving", "moving"]
     assert {s.ref.rsplit(":", 1)[1] for s in plan.steps if s.kind == "moving"} == {"latest", "2.21-cpu"}
@@ -60,7 +66,7 @@ def test_all_passed_pushes_immutable_then_cell_then_moving(cfg, cells):
 
 
 def test_a_cell_that_failed_smoke_is_not_pushed_and_no_tag_moves(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU311, CPU313), report(built(CPU311), built(CPU313)), smoke(CPU313, failed=(CPU311,)))
+    plan = plan_publish(cfg, cells, select(cells, CPU311, CPU313), report(built(CPU311), built(CPU313)), smoke(CPU313, failed=(CPU311,)))
     assert {s.cell for s in plan.steps} == {CPU313}
     assert not [s for s in plan.steps if s.kind == "moving"]
     assert dict(plan.held_back)[CPU311].startswith("smoke tests failed")
@@ -72,45 +78,48 @@ def test_a_cell_that_failed_smoke_is_not_pushed_and_no_tag_moves(cfg, cells):
     [
         (report(), smoke(CPU311), "not built in this run"),
         (report(CellReport.failed(CPU311, "boom")), smoke(CPU311), "build failed: boom"),
-        (report(built(CPU311)), {"cells": {}}, "no smoke test result"),
-        (report(built(CPU311)), {"cells": {CPU311: {"ok": True, "image_id": "sha256:other"}}}, "not the built one"),
+        (report(built(CPU311)), {}, "no smoke test result"),
+        (report(built(CPU311)), {CPU311: SmokeReport(CPU311, CPU311, "sha256:other", (Check("t", "passed"),))}, "not the built one"),
         (report(built(CPU311, "abc1234-dirty")), smoke(CPU311), "uncommitted changes"),
     ],
 )
 def test_held_back_with_the_reason(cfg, cells, build, smoked, reason):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU311), build, smoked)
+    plan = plan_publish(cfg, cells, select(cells, CPU311), build, smoked)
     assert plan.steps == ()
     assert reason in dict(plan.held_back)[CPU311]
 
 
 def test_dirty_builds_publish_only_when_allowed(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "abc1234-dirty")), smoke(CPU311), allow_dirty=True)
+    plan = plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "abc1234-dirty")), smoke(CPU311), allow_dirty=True)
     assert [s.kind for s in plan.steps] == ["immutable", "cell", "moving", "moving"]
 
 
 def test_targets_follow_the_configured_registry(cfg, cells):
     local = config.with_registry(cfg, "127.0.0.1:5000", "team/keras")
-    plan = publish.plan_publish(local, cells, select(cells, CPU311), report(built(CPU311)), smoke(CPU311))
+    plan = plan_publish(local, cells, select(cells, CPU311), report(built(CPU311)), smoke(CPU311))
     assert all(s.ref.startswith("127.0.0.1:5000/team/keras:") for s in plan.steps)
     assert all(s.source == f"sha256:{CPU311}" for s in plan.steps), "publish pushes the tested image by id"
 
 
 def test_stage_cells_moves_nothing(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311)), smoke(CPU311), move_tags=False)
+    plan = plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311)), smoke(CPU311), move_tags=False)
     assert [s.kind for s in plan.steps] == ["immutable", "cell"]
 
 
 def test_a_filtered_publish_only_moves_tags_its_cells_own(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU313), report(built(CPU313)), smoke(CPU313))
+    plan = plan_publish(cfg, cells, select(cells, CPU313), report(built(CPU313)), smoke(CPU313))
     assert [s.kind for s in plan.steps] == ["immutable", "cell"], "py3.13 owns no moving tag; latest stays on py3.11"
 
 
 def test_moving_from_reports_needs_every_selected_cell(cfg, cells):
-    reports = [{"cells": {CPU311: {"pushed": True, "digest": "sha256:aa"}}}, {"cells": {GPU: {"pushed": False, "digest": ""}}}]
-    held = publish.plan_moving_from_reports(cfg, cells, select(cells, CPU311, GPU), reports)
+    reports = [
+        publish_plan.PublishResult(cells={CPU311: {"pushed": True, "digest": "sha256:aa"}}),
+        publish_plan.PublishResult(cells={GPU: {"pushed": False, "digest": ""}}),
+    ]
+    held = publish_plan.plan_moving_from_reports(cfg, cells, select(cells, CPU311, GPU), reports)
     assert held.steps == () and GPU in dict(held.held_back)
-    reports[1]["cells"][GPU] = {"pushed": True, "digest": "sha256:bb"}
-    plan = publish.plan_moving_from_reports(cfg, cells, select(cells, CPU311, GPU), reports)
+    reports[1].cells[GPU] = {"pushed": True, "digest": "sha256:bb"}
+    plan = publish_plan.plan_moving_from_reports(cfg, cells, select(cells, CPU311, GPU), reports)
     assert {s.ref.rsplit(":", 1)[1]: s.source.rsplit("@", 1)[1] for s in plan.steps} == {
         "latest": "sha256:aa",
         "2.21-cpu": "sha256:aa",
@@ -140,9 +149,11 @@ def test_retries_transient_errors_with_backoff_and_stops_on_auth_errors():
     assert len(calls) == 1
 
 
-def test_registry_credentials_must_come_in_pairs():
-    with pytest.raises(PipelineError, match="REGISTRY_USER and REGISTRY_PASSWORD"), publish.registry_client("127.0.0.1:5000", {"REGISTRY_USER": "me"}):
-        pass
+def test_registry_credentials_must_come_in_pairs(capsys, monkeypatch):
+    monkeypatch.setenv("REGISTRY_USER", "me")
+    monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+    assert cli.main(["--project-dir", str(ROOT), "publish", "--dry-run"]) == 2
+    assert "REGISTRY_USER and REGISTRY_PASSWORD" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- fail closed: GPU honesty, unknown revisions, retries
@@ -155,45 +166,46 @@ SKIPPED_GPU_OP = {
 }
 
 
-def gpu_smoke(outcome: str) -> dict:
+def gpu_smoke(outcome: str) -> dict[str, SmokeReport]:
     result = smoke(GPU)
-    result["cells"][GPU]["checks"] = [{**SKIPPED_GPU_OP, "outcome": outcome, "reason": SKIPPED_GPU_OP["reason"] if outcome == "skipped" else ""}]
+    gpu_check = Check(**{**SKIPPED_GPU_OP, "outcome": outcome, "reason": SKIPPED_GPU_OP["reason"] if outcome == "skipped" else ""})
+    result[GPU] = SmokeReport(GPU, GPU, f"sha256:{GPU}", (*result[GPU].checks, gpu_check))
     return result
 
 
 def test_a_gpu_cell_whose_gpu_op_was_skipped_is_held_back_with_the_reason(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("skipped"))
+    plan = plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("skipped"))
     assert plan.steps == ()
     why = dict(plan.held_back)[GPU]
     assert "did not run on a GPU" in why and "no GPU on this host" in why and "--allow-untested-gpu" in why
 
 
 def test_a_gpu_cell_without_any_recorded_gpu_check_is_held_back(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), smoke(GPU))
+    plan = plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), smoke(GPU))
     assert "records no GPU check" in dict(plan.held_back)[GPU]
 
 
 def test_allow_untested_gpu_publishes_and_records_that_the_op_did_not_run_on_a_gpu(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("skipped"), allow_untested_gpu=True)
+    plan = plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("skipped"), allow_untested_gpu=True)
     assert plan.held_back == () and plan.steps
     assert {s.facts["gpu_op_on_gpu"] for s in plan.steps if s.kind != "moving"} == {False}
 
 
 def test_a_gpu_cell_whose_gpu_op_passed_is_published_as_tested_on_a_gpu(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("passed"))
+    plan = plan_publish(cfg, cells, select(cells, GPU), report(built(GPU)), gpu_smoke("passed"))
     assert plan.held_back == () and {s.facts["gpu_op_on_gpu"] for s in plan.steps if s.kind != "moving"} == {True}
 
 
 def test_cpu_cells_need_no_gpu_check(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311)), smoke(CPU311))
+    plan = plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311)), smoke(CPU311))
     assert plan.held_back == () and {s.facts["gpu_op_on_gpu"] for s in plan.steps if s.kind != "moving"} == {None}
 
 
 def test_an_unknown_revision_is_held_back_unless_allow_dirty(cfg, cells):
-    plan = publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "unknown")), smoke(CPU311))
+    plan = plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "unknown")), smoke(CPU311))
     why = dict(plan.held_back)[CPU311]
     assert "git could not tell the revision" in why and "--allow-dirty" in why
-    assert publish.plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "unknown")), smoke(CPU311), allow_dirty=True).held_back == ()
+    assert plan_publish(cfg, cells, select(cells, CPU311), report(built(CPU311, "unknown")), smoke(CPU311), allow_dirty=True).held_back == ()
 
 
 def test_zero_attempts_still_makes_one_attempt():
@@ -225,7 +237,7 @@ def test_the_release_summary_says_whether_the_gpu_op_ran_on_a_gpu(tmp_path, caps
         CPU311: {**entry, "gpu_op_on_gpu": None},
         "tf2.21.0-py3.13-gpu-cuda12.9": {**entry, "gpu_op_on_gpu": True},
     }
-    (tmp_path / "publish-report.json").write_text(json.dumps({"cells": cells_}))
+    (tmp_path / "publish-report.json").write_text(json.dumps({"cells": cells_, "moved": {}, "held_back": {}, "not_moved": {}, "ok": True}))
     assert cli.main(["summary", "--reports", str(tmp_path)]) == 0
     rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in capsys.readouterr().out.splitlines()[2:]}
     assert rows[GPU].startswith("**no**") and rows["tf2.21.0-py3.13-gpu-cuda12.9"] == "yes" and rows[CPU311].startswith("–")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kerastack import reproduce
-from kerastack.reproduce import MemberDifference, compare_configs, compare_images, compare_layer_tars, load_saved
+from kerastack import image_compare as reproduce
+from kerastack.image_compare import MemberDifference, compare_configs, compare_images, compare_layer_tars, load_saved
 
 
 @dataclass

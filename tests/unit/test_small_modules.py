@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from kerastack import ca, layers, report
+from kerastack import build_report as report
+from kerastack import ca, layers
+from kerastack.build_report import BuildReport, CellReport
 from kerastack.engine import EngineStatus
 from kerastack.errors import EngineError, PipelineError
-from kerastack.report import BuildReport, CellReport
 
 # ---------------------------------------------------------------- report
 
@@ -214,10 +215,10 @@ def test_find_bundle_none():
     assert ca.find_bundle("", {"HOME": "/root"}) is None
 
 
-def test_find_bundle_ignores_os_environ_when_given_a_dict(monkeypatch, pems):
+def test_find_bundle_reads_only_the_environment_it_is_given(monkeypatch, pems):
     monkeypatch.setenv("SSL_CERT_FILE", str(pems["ssl"]))
     assert ca.find_bundle(None, {}) is None
-    assert ca.find_bundle(None) == pems["ssl"]
+    assert ca.find_bundle(None, {"SSL_CERT_FILE": str(pems["ssl"])}) == pems["ssl"]
 
 
 def test_secret_spec(pems):

@@ -1,13 +1,17 @@
-"""Build reports (JSON for machines, Markdown for people). Pure apart from reading and writing files."""
+"""Build reports (JSON for machines, Markdown for people): the typed report, its rendering, its reader."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-JSON_NAME = "build-report.json"
-MARKDOWN_NAME = "build-report.md"
+from .errors import PipelineError
+from .files import read_json, write_atomic
+from .layout import BUILD_REPORT, BUILD_REPORT_MD
+
+JSON_NAME = BUILD_REPORT
+MARKDOWN_NAME = BUILD_REPORT_MD
 
 
 @dataclass
@@ -62,10 +66,31 @@ class BuildReport:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
+    def from_data(cls, data: object, source: str = "build report") -> BuildReport:
+        """The report from its parsed JSON; PipelineError when the shape is not the one `to_json` writes."""
+        fix = "run `nox -s build-matrix` again to write a new one"
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+                raise TypeError("expected an object with a list of cells")
+            known = {f.name for f in fields(CellReport)}
+            cells = []
+            for entry in data["cells"]:
+                if not isinstance(entry, dict) or set(entry) - known or not isinstance(entry.get("cell"), str):
+                    raise TypeError(
+                        f"a cell entry has unknown keys or no cell name: {sorted(set(entry) - known) if isinstance(entry, dict) else entry!r}"[:200]
+                    )
+                layers = [(str(d), int(n)) for d, n in entry.get("layers", [])]
+                cells.append(CellReport(**{**entry, "layers": layers}))
+            rest = {k: data[k] for k in ("revision", "created", "filter_cells")}
+            if not all(isinstance(rest[k], str) for k in ("revision", "created")) or not isinstance(rest["filter_cells"], list):
+                raise TypeError("revision, created and filter_cells have the wrong types")
+            return cls(cells=cells, **rest)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise PipelineError(f"{source}: not a kerastack build report ({exc}); {fix}") from None
+
+    @classmethod
     def from_json(cls, text: str) -> BuildReport:
-        data = json.loads(text)
-        cells = [CellReport(**{**c, "layers": [tuple(layer) for layer in c.get("layers", [])]}) for c in data.pop("cells")]
-        return cls(cells=cells, **data)
+        return cls.from_data(json.loads(text))
 
 
 def human(size: int | None) -> str:
@@ -134,12 +159,8 @@ def to_markdown(report: BuildReport) -> str:
 
 
 def write_pair(directory: Path, json_name: str, json_text: str, markdown_name: str, markdown: str) -> tuple[Path, Path]:
-    """Write a report's JSON (for machines) and Markdown (for people) side by side."""
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / json_name, directory / markdown_name
-    json_path.write_text(json_text)
-    md_path.write_text(markdown)
-    return json_path, md_path
+    """Write a report's JSON (for machines) and Markdown (for people) side by side, each atomically."""
+    return write_atomic(directory / json_name, json_text), write_atomic(directory / markdown_name, markdown)
 
 
 def write_build_report(report: BuildReport, directory: Path) -> tuple[Path, Path]:
@@ -147,4 +168,6 @@ def write_build_report(report: BuildReport, directory: Path) -> tuple[Path, Path
 
 
 def load_build_report(directory: Path) -> BuildReport:
-    return BuildReport.from_json((directory / JSON_NAME).read_text())
+    path = directory / JSON_NAME
+    data = read_json(path, "a build report", "run `nox -s build-matrix` (it writes one)")
+    return BuildReport.from_data(data, str(path))
