@@ -91,7 +91,7 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def smoke(session: nox.Session) -> None:
-    """Smoke-test the built images of the selected cells in real containers."""
+    """Smoke-test the built images of the selected cells in real containers; one reports/smoke/<cell>.json each."""
     _install(session, "test")
     _kerastack(session, "smoke")
 
@@ -117,4 +117,4 @@ def tests(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("python", "-m", "kerastack", "engine")
     session.run("python", "-m", "kerastack", "lock", "--check")
-    session.run("pytest", *(session.posargs or ["tests"]))
+    session.run("pytest", *(session.posargs or ["tests", "--durations=15"]))

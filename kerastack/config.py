@@ -451,14 +451,22 @@ def _listed(known: dict) -> str:
     return ", ".join(str(k) for k in sorted(known))
 
 
-def _tensorflow_releases(r: _Reader, data: Any) -> dict[Version, TensorFlowRelease]:
-    data = r.table(data, "tensorflow", {k: "a release" for k in (data if isinstance(data, dict) else {})})
-    releases = {}
+def _versioned_entries(r: _Reader, data: Any, key_path: str, what: str, example: str, parts: int | None = None):
+    """(key path, version, entry) of each `[key_path."X.Y"]` table; with `parts`, the version must have that many components."""
+    data = r.table(data, key_path, {k: what for k in (data if isinstance(data, dict) else {})})
     for key, entry in data.items():
-        path = _join("tensorflow", key)
-        version = r.version(key, path, "2.21.0")
-        if len(version.parts) != 3:
-            raise r.fail(path, f"{key!r} is not a full release version", 'write MAJOR.MINOR.PATCH, e.g. "2.21.0"')
+        path = _join(key_path, key)
+        version = r.version(key, path, example)
+        if parts is not None and len(version.parts) != parts:
+            form = "MAJOR.MINOR.PATCH" if parts == 3 else "MAJOR.MINOR"
+            kind = "a full release version" if parts == 3 else "a Python minor version"
+            raise r.fail(path, f"{key!r} is not {kind}", f'write {form}, e.g. "{example}"')
+        yield path, version, entry
+
+
+def _tensorflow_releases(r: _Reader, data: Any) -> dict[Version, TensorFlowRelease]:
+    releases = {}
+    for path, version, entry in _versioned_entries(r, data, "tensorflow", "a release", "2.21.0", parts=3):
         entry = r.table(
             entry,
             path,
@@ -480,13 +488,8 @@ def _tensorflow_releases(r: _Reader, data: Any) -> dict[Version, TensorFlowRelea
 
 
 def _python_versions(r: _Reader, data: Any) -> dict[Version, PythonVersion]:
-    data = r.table(data, "python", {k: "a Python version" for k in (data if isinstance(data, dict) else {})})
     pythons = {}
-    for key, entry in data.items():
-        path = _join("python", key)
-        version = r.version(key, path, "3.11")
-        if len(version.parts) != 2:
-            raise r.fail(path, f"{key!r} is not a Python minor version", 'write MAJOR.MINOR, e.g. "3.11"')
+    for path, version, entry in _versioned_entries(r, data, "python", "a Python version", "3.11", parts=2):
         entry = r.table(entry, path, {"base_image": "image pinned by digest", "offline": "{ debian = SUITE }"}, ("base_image", "offline"))
         base = r.string(entry["base_image"], f"{path}.base_image", "python:3.11-slim-bookworm@sha256:...")
         try:
@@ -508,11 +511,8 @@ def _python_versions(r: _Reader, data: Any) -> dict[Version, PythonVersion]:
 
 
 def _cuda_versions(r: _Reader, data: Any) -> dict[Version, CudaVersion]:
-    data = r.table(data, "cuda", {k: "a CUDA version" for k in (data if isinstance(data, dict) else {})})
     cudas = {}
-    for key, entry in data.items():
-        path = _join("cuda", key)
-        version = r.version(key, path, "12.5")
+    for path, version, entry in _versioned_entries(r, data, "cuda", "a CUDA version", "12.5"):
         entry = r.table(
             entry,
             path,

@@ -37,19 +37,14 @@ def label(name: str) -> str:
     return f"{LABEL_PREFIX}.{name}"
 
 
-CELL_LABEL = label("cell")
-VARIANT_LABEL = label("variant")
-TENSORFLOW_LABEL = label("tensorflow.version")
-KERAS_LABEL = label("keras.version")
-PYTHON_LABEL = label("python.version")
-BUILT_WITH_CUDA_LABEL = label("tensorflow.built-with.cuda")
-BUILT_WITH_CUDNN_LABEL = label("tensorflow.built-with.cudnn")
-CUDA_LABEL = label("cuda.version")
-CUDA_RUNTIME_LABEL = label("cuda.runtime")
-CUDNN_LABEL = label("cudnn.version")
-CUDA_WHEELS_LABEL = label("cuda.wheels")
-MIN_DRIVER_LABEL = label("nvidia.driver.min")
-GPU_OP_LABEL = label("gpu-op.ran-on-gpu")
+# Every image: what it is.
+CELL_LABEL, VARIANT_LABEL, TENSORFLOW_LABEL, KERAS_LABEL, PYTHON_LABEL = map(
+    label, ("cell", "variant", "tensorflow.version", "keras.version", "python.version")
+)
+# GPU images: the CUDA inside, what TensorFlow was built with, the driver it needs, where the GPU test's answer is.
+BUILT_WITH_CUDA_LABEL, BUILT_WITH_CUDNN_LABEL = label("tensorflow.built-with.cuda"), label("tensorflow.built-with.cudnn")
+CUDA_LABEL, CUDA_RUNTIME_LABEL, CUDNN_LABEL, CUDA_WHEELS_LABEL = map(label, ("cuda.version", "cuda.runtime", "cudnn.version", "cuda.wheels"))
+MIN_DRIVER_LABEL, GPU_OP_LABEL = label("nvidia.driver.min"), label("gpu-op.ran-on-gpu")
 
 # ---------------------------------------------------------------- variants and tags
 VARIANTS = ("cpu", "gpu")

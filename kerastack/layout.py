@@ -35,46 +35,26 @@ BENCH_REPORT = "bench.json"
 BENCH_REPORT_MD = "bench.md"
 
 
+def _under_root(relative: str) -> property:
+    return property(lambda self: self.root / relative, doc=f"PROJECT/{relative}")
+
+
 @dataclass(frozen=True)
 class Layout:
     """The paths of one project folder."""
 
     root: Path
-
-    @property
-    def versions(self) -> Path:
-        return self.root / VERSIONS_FILE
-
-    @property
-    def locks(self) -> Path:
-        return self.root / LOCKS_DIR
+    versions = _under_root(VERSIONS_FILE)
+    locks = _under_root(LOCKS_DIR)
+    dockerfile = _under_root(DOCKERFILE)
+    naive_dockerfile = _under_root(NAIVE_DOCKERFILE)
+    install_docker_script = _under_root(INSTALL_DOCKER_SCRIPT)
+    launcher = _under_root(LAUNCHER)
+    smoke_tests = _under_root(SMOKE_TESTS)
+    default_reports = _under_root(REPORTS_DIR)
 
     def lock_dir(self, cell_id: str) -> Path:
         return self.locks / cell_id
-
-    @property
-    def dockerfile(self) -> Path:
-        return self.root / DOCKERFILE
-
-    @property
-    def naive_dockerfile(self) -> Path:
-        return self.root / NAIVE_DOCKERFILE
-
-    @property
-    def install_docker_script(self) -> Path:
-        return self.root / INSTALL_DOCKER_SCRIPT
-
-    @property
-    def launcher(self) -> Path:
-        return self.root / LAUNCHER
-
-    @property
-    def smoke_tests(self) -> Path:
-        return self.root / SMOKE_TESTS
-
-    @property
-    def default_reports(self) -> Path:
-        return self.root / REPORTS_DIR
 
 
 def lock_build_arg(cell_id: str) -> str:

@@ -77,12 +77,11 @@ class LocalRegistry:
     def remove_local_tags(self) -> list[str]:
         """Untag this registry's references in the local engine: pushes tag `HOST:PORT/...` locally, and
         the port is this registry's own, so these tags are exactly the ones its tests made."""
-        from python_on_whales import docker
+        from kerastack.docker_client import Docker
 
-        from kerastack.docker_client import remove_images
-
-        mine = sorted({t for image in docker.image.list() for t in image.repo_tags if t.startswith(f"{self.host}/")})
-        remove_images(mine)
+        docker = Docker()
+        mine = sorted({t for image in docker.client.image.list() for t in image.repo_tags if t.startswith(f"{self.host}/")})
+        docker.remove_images(mine)
         return mine
 
     def get(self, path: str, accept: str | None = None, method: str = "GET") -> tuple[dict, dict]:

@@ -18,10 +18,13 @@ import pytest
 from python_on_whales import docker
 from python_on_whales.utils import run as run_docker
 
-from kerastack import base_images, ca, config, docker_client, lock_plan, matrix
+from kerastack import base_images, ca, config, lock_plan, matrix
+from kerastack.build import build_plan
+from kerastack.docker_client import Docker
 from kerastack.git import current_stamp
+from kerastack.options import DEFAULT_MIRROR
 from kerastack.plan import plan_cell
-from tests.conftest import ROOT, track_build
+from tests.conftest import ROOT, pipeline_options, track_build
 
 pytestmark = pytest.mark.docker
 DEFAULT_CPU = "tf2.21.0-py3.11-cpu"
@@ -69,7 +72,7 @@ def marker_bundle(tmp_path: Path) -> tuple[Path, list[bytes]]:
         capture_output=True,
     )
     marker_pem = (tmp_path / "m.pem").read_text()
-    host = ca.find_bundle()
+    host = ca.find_bundle(None, os.environ)
     bundle = tmp_path / "bundle.pem"
     bundle.write_text((host.read_text() if host else "") + marker_pem)
     body_lines = [line for line in marker_pem.splitlines() if line and not line.startswith("-----")]
@@ -93,7 +96,7 @@ def test_ca_bundle_never_lands_in_a_layer_the_config_or_the_history(marker_bundl
     (cell,) = matrix.Filter.parse([f"id={DEFAULT_CPU}"]).select(all_cells)
     # A base with one extra layer has its own cache keys: every step below really runs with
     # the marked bundle mounted, and nothing it leaves in the build cache is reused by normal builds.
-    base = base_images.resolve(project_config.python[cell.python])
+    base = base_images.resolve(Docker(), project_config.python[cell.python], offline=False, mirror=DEFAULT_MIRROR)
     context = tmp_path / "base"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {base.ref}\nRUN echo {token} > /etc/kerastack-ca-proof\n")
@@ -102,7 +105,7 @@ def test_ca_bundle_never_lands_in_a_layer_the_config_or_the_history(marker_bundl
     stamp, created = current_stamp(ROOT)
     plan = plan_cell(throwaway, all_cells, cell, stamp, proof_base, created)
     try:
-        outcome = docker_client.build(plan, ROOT, secrets=ca.secret_spec(bundle))
+        outcome = build_plan(Docker(), pipeline_options("build", "--ca-bundle", str(bundle)), plan)
         assert outcome.ok, outcome.error
         ref = plan.immutable_ref
         log = "\n".join(outcome.log)
@@ -255,8 +258,8 @@ def test_engine_check_names_a_missing_cli(tmp_path):
 
 def test_bootstrapped_base_is_tagged_deterministically_and_reused(project_config, docker_engine):
     python = project_config.python[project_config.defaults.python]
-    first = base_images.resolve(python, offline=True)
-    again = base_images.resolve(python, offline=True)
+    first = base_images.resolve(Docker(), python, offline=True, mirror=DEFAULT_MIRROR)
+    again = base_images.resolve(Docker(), python, offline=True, mirror=DEFAULT_MIRROR)
     assert first.ref == again.ref == f"kerastack-base/debian:{python.debian_suite}-minbase-r{base_images.BOOTSTRAP_RECIPE}"
     assert again.source == "local"
     os_release = docker.run(again.ref, ["cat", "/etc/os-release"], remove=True)

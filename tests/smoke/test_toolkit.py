@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from kerastack.lock import GROUPS
-from kerastack.manifest import IN_IMAGE_LOCKS, IN_IMAGE_PATH
+from kerastack.contract import LOCK_GROUPS as GROUPS
+from kerastack.contract import LOCKS_PATH as IN_IMAGE_LOCKS
+from kerastack.contract import MANIFEST_PATH as IN_IMAGE_PATH
 
 pytestmark = pytest.mark.docker
 
