@@ -1,6 +1,7 @@
-"""versions.toml: the real file loads, and every kind of bad input names the file, the key path and the fix.
+"""versions.toml: a valid file loads, and every kind of bad input names the file, the key path and the fix.
 
-Bad configs are the real versions.toml text edited in memory, so each case differs from a valid file by one mistake.
+Bad configs are the test data's versions.toml (tests/unit/data) edited in memory, so each case differs from a
+valid file by one mistake. The real versions.toml is checked in test_real_versions_file.py.
 """
 
 from __future__ import annotations
@@ -14,19 +15,16 @@ from kerastack.errors import ConfigError, PipelineError
 from kerastack.versions import Version
 
 FILE = "versions.toml"
-# The real file ends with one [[matrix.include]] (the GPU pair that shows the shared CUDA layer).
+# The sample file ends with one [[matrix.include]] (the GPU pair that shows the shared CUDA layer).
 # The bad-input cases below edit the file without it, so each appended table is the first of its kind.
 GPU_PAIR_INCLUDE = re.compile(r"\n# \.\.\. except one GPU pair.*\Z", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
-def base_text() -> str:
-    """versions.toml without its include: what the bad-input cases edit."""
-    from tests.unit.conftest import ROOT
-
-    text = (ROOT / FILE).read_text(encoding="utf-8")
-    stripped = GPU_PAIR_INCLUDE.sub("\n", text)
-    assert stripped != text and "[[matrix.include]]" not in stripped, "versions.toml no longer ends with the GPU-pair include"
+def base_text(sample_text) -> str:
+    """The sample versions.toml without its include: what the bad-input cases edit."""
+    stripped = GPU_PAIR_INCLUDE.sub("\n", sample_text)
+    assert stripped != sample_text and "[[matrix.include]]" not in stripped
     return stripped
 
 
@@ -62,13 +60,11 @@ def expect_error(text: str, key_path: str, *, problem: str = "", fix: str = "", 
     return err
 
 
-# ---------------------------------------------------------------- the real file
+# ---------------------------------------------------------------- a valid file
 
 
-def test_real_versions_toml_loads():
-    from tests.unit.conftest import ROOT
-
-    c = config.parse((ROOT / FILE).read_text(encoding="utf-8"), FILE)
+def test_the_sample_versions_toml_loads(sample_text):
+    c = config.parse(sample_text, FILE)
     sample_cells = matrix.cells(c)
     assert c.path == FILE
     assert (c.registry, c.repository, c.image) == ("ghcr.io", "kerastack/keras-jupyter", "ghcr.io/kerastack/keras-jupyter")

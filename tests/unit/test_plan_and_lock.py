@@ -1,10 +1,9 @@
-"""Build plans (args, labels) and the pure parts of lock files, plus the consistency of the real locks/."""
+"""Build plans (args, labels) and the pure parts of lock files, on the test data of tests/unit/data."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from kerastack.errors import PipelineError
 from kerastack.lock import GROUPS, Pin
 from kerastack.tags import BuildStamp
 from kerastack.versions import Version
+from tests.unit.conftest import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
 STAMP = BuildStamp("20261124", "a1b2c3d")
@@ -180,7 +180,7 @@ def test_inputs_for_gpu(sample_config, sample_cells_by_id):
 
 def test_fingerprint_is_stable_and_per_cell(sample_config, sample_cells):
     fps = fingerprints(sample_config)
-    assert fps == fingerprints(config.parse((ROOT / "versions.toml").read_text(), "elsewhere.toml"))
+    assert fps == fingerprints(config.parse(SAMPLE.read_text(), "elsewhere.toml"))
     assert len(set(fps.values())) == len(sample_cells)
     assert all(re.fullmatch(r"[0-9a-f]{64}", fp) for fp in fps.values())
 
@@ -376,43 +376,60 @@ def test_render_group_round_trips(sample_config, sample_cells_by_id):
 
 
 # ---------------------------------------------------------------- status
+# On the test project tests/unit/data/locked: cells tf2.21.0-py3.11-cpu and tf2.21.0-py3.11-gpu-cuda12.5.
+
+CPU_CELL, GPU_CELL = "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-gpu-cuda12.5"
 
 
 @pytest.fixture
-def locks_copy(tmp_path):
-    shutil.copytree(ROOT / "locks", tmp_path / "locks")
-    return tmp_path
+def locked_text(locked_project) -> str:
+    return (locked_project / "versions.toml").read_text()
+
+
+@pytest.fixture
+def locked_config(locked_text):
+    return config.parse(locked_text, "versions.toml")
+
+
+@pytest.fixture
+def locked_cells(locked_config):
+    return matrix.cells(locked_config)
 
 
 def states(result) -> dict[str, str]:
     return {s.cell_id: s.state for s in result}
 
 
-def test_status_of_the_real_locks_is_ok(locks_copy, sample_config, sample_cells):
-    result = lock_plan.status(locks_copy, sample_config, sample_cells)
-    assert [s.cell_id for s in result] == [c.id for c in sample_cells]
+def test_status_of_valid_locks_is_ok(locked_project, locked_config, locked_cells):
+    result = lock_plan.status(locked_project, locked_config, locked_cells)
+    assert [s.cell_id for s in result] == [c.id for c in locked_cells] == [CPU_CELL, GPU_CELL]
     assert all(s.state == "ok" and s.detail == "" for s in result)
 
 
-def test_status_stale_after_a_config_change(locks_copy, sample_text, sample_cells):
-    changed = edited(sample_text, 'keras = "3.12.4"', 'keras = "3.12.5"')
-    result = lock_plan.status(locks_copy, changed, sample_cells)
-    assert states(result) == {c.id: "stale" if c.id.startswith("tf2.21.0-") else "ok" for c in sample_cells}
-    assert all("versions.toml changed" in s.detail for s in result if s.state == "stale")
+def test_status_stale_after_a_config_change(locked_project, locked_text, locked_cells):
+    changed = edited(locked_text, 'keras = "3.12.4"', 'keras = "3.12.5"')
+    result = lock_plan.status(locked_project, changed, locked_cells)
+    assert states(result) == {CPU_CELL: "stale", GPU_CELL: "stale"}
+    assert all("versions.toml changed" in s.detail for s in result)
 
 
-def test_status_missing_group_file(locks_copy, sample_config, sample_cells):
-    (locks_copy / "locks" / "tf2.21.0-py3.13-gpu-cuda12.9" / "tensorflow.txt").unlink()
-    result = {s.cell_id: s for s in lock_plan.status(locks_copy, sample_config, sample_cells)}
-    assert result["tf2.21.0-py3.13-gpu-cuda12.9"].state == "missing"
-    assert result["tf2.21.0-py3.13-gpu-cuda12.9"].detail == "group files missing: tensorflow"
-    assert sum(s.state == "ok" for s in result.values()) == len(sample_cells) - 1
+def test_status_stale_only_where_the_change_reaches(locked_project, locked_text, locked_cells):
+    changed = edited(locked_text, '"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5.3.3"')
+    assert states(lock_plan.status(locked_project, changed, locked_cells)) == {CPU_CELL: "ok", GPU_CELL: "stale"}
 
 
-def test_status_missing_lock_json(locks_copy, sample_config, sample_cells):
-    (locks_copy / "locks" / "tf2.20.0-py3.11-cpu" / "lock.json").unlink()
-    result = {s.cell_id: s for s in lock_plan.status(locks_copy, sample_config, sample_cells)}
-    assert result["tf2.20.0-py3.11-cpu"].state == "missing" and "lock.json does not exist" in result["tf2.20.0-py3.11-cpu"].detail
+def test_status_missing_group_file(locked_project, locked_config, locked_cells):
+    (locked_project / "locks" / GPU_CELL / "tensorflow.txt").unlink()
+    result = {s.cell_id: s for s in lock_plan.status(locked_project, locked_config, locked_cells)}
+    assert result[GPU_CELL].state == "missing"
+    assert result[GPU_CELL].detail == "group files missing: tensorflow"
+    assert sum(s.state == "ok" for s in result.values()) == len(locked_cells) - 1
+
+
+def test_status_missing_lock_json(locked_project, locked_config, locked_cells):
+    (locked_project / "locks" / CPU_CELL / "lock.json").unlink()
+    result = {s.cell_id: s for s in lock_plan.status(locked_project, locked_config, locked_cells)}
+    assert result[CPU_CELL].state == "missing" and "lock.json does not exist" in result[CPU_CELL].detail
 
 
 def test_status_missing_folder(tmp_path, sample_config, sample_cells):
@@ -420,24 +437,17 @@ def test_status_missing_folder(tmp_path, sample_config, sample_cells):
     assert [s.state for s in result] == ["missing"] * len(sample_cells)
 
 
-def test_status_extra_folder_is_stale(locks_copy, sample_config, sample_cells):
-    (locks_copy / "locks" / "tf2.19.0-py3.11-cpu").mkdir()
-    (locks_copy / "locks" / "README").write_text("a file, not a cell")
-    result = lock_plan.status(locks_copy, sample_config, sample_cells)
+def test_status_extra_folder_is_stale(locked_project, locked_config, locked_cells):
+    (locked_project / "locks" / "tf2.19.0-py3.11-cpu").mkdir()
+    (locked_project / "locks" / "README").write_text("a file, not a cell")
+    result = lock_plan.status(locked_project, locked_config, locked_cells)
     assert result[-1].cell_id == "tf2.19.0-py3.11-cpu" and result[-1].state == "stale" and "delete the folder" in result[-1].detail
-    assert len(result) == len(sample_cells) + 1
+    assert len(result) == len(locked_cells) + 1
 
 
-def test_status_of_a_removed_cell(locks_copy, sample_text):
-    narrowed = edited(sample_text, 'python = ["3.11", "3.13"]', 'python = ["3.11"]')
-    result = states(lock_plan.status(locks_copy, narrowed, matrix.cells(narrowed)))
-    assert {k: v for k, v in result.items() if "py3.13" in k} == {
-        "tf2.20.0-py3.13-cpu": "stale",
-        "tf2.21.0-py3.13-cpu": "stale",
-        "tf2.21.0-py3.13-gpu-cuda12.5": "stale",
-        "tf2.21.0-py3.13-gpu-cuda12.9": "stale",
-    }
-    assert {v for k, v in result.items() if "py3.11" in k} == {"ok"}
+def test_status_of_a_removed_cell(locked_project, locked_text):
+    narrowed = edited(locked_text, 'variant = ["cpu", "gpu"]', 'variant = ["cpu"]')
+    assert states(lock_plan.status(locked_project, narrowed, matrix.cells(narrowed))) == {CPU_CELL: "ok", GPU_CELL: "stale"}
 
 
 # ---------------------------------------------------------------- _check_cuda_pins
@@ -472,91 +482,3 @@ def test_check_cuda_pins_rejects_a_pinned_wheel_at_another_version(sample_config
     pins = cuda_pins(sample_config, "12.5", **{"nvidia-cublas-cu12": "12.9.1.4"})
     with pytest.raises(PipelineError):
         lock_plan.check_cuda_pins(sample_config, sample_cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], pins)
-
-
-# ---------------------------------------------------------------- the real locks/
-
-
-def read_meta(cell_id: str) -> dict:
-    return json.loads((ROOT / "locks" / cell_id / "lock.json").read_text())
-
-
-def test_real_locks_have_a_folder_per_cell_and_nothing_else(sample_cells):
-    assert sorted(p.name for p in (ROOT / "locks").iterdir() if p.is_dir()) == sorted(c.id for c in sample_cells)
-    for cell in sample_cells:
-        assert sorted(p.name for p in (ROOT / "locks" / cell.id).iterdir()) == ["cuda.txt", "jupyter.txt", "lock.json", "science.txt", "tensorflow.txt"]
-
-
-def test_real_lock_inputs_match_versions_toml(sample_config, sample_cells):
-    for cell in sample_cells:
-        meta = read_meta(cell.id)
-        inputs = lock_plan.inputs_for(sample_config, cell)
-        assert meta["cell"] == cell.id and meta["format"] == lock_plan.LOCK_FORMAT
-        assert meta["fingerprint"] == inputs.fingerprint()
-        assert meta["inputs"] == {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()}
-
-
-def test_real_cuda_groups_equal_the_pins(sample_config, sample_cells):
-    for cell in sample_cells:
-        cuda_group = read_meta(cell.id)["groups"]["cuda"]
-        expected = dict(sample_config.cuda[cell.cuda].wheels) if cell.cuda else {}
-        assert cuda_group == expected, cell.id
-        lock_plan.check_cuda_pins(sample_config, cell, [Pin(n, v, (H,)) for n, v in cuda_group.items()])
-
-
-def test_real_tensorflow_groups_hold_the_release_and_keras(sample_config, sample_cells):
-    for cell in sample_cells:
-        group = read_meta(cell.id)["groups"]["tensorflow"]
-        release = sample_config.tensorflow[cell.tensorflow]
-        tf_name = "tensorflow" if cell.is_gpu else "tensorflow-cpu"
-        assert group[tf_name] == str(release.version), cell.id
-        assert group["keras"] == str(release.keras), cell.id
-        assert not [n for n in group if n.startswith("nvidia-")]
-
-
-_PIN_START = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?==")
-
-
-def test_every_real_requirement_line_has_a_sha256_hash(sample_cells):
-    checked = 0
-    for cell in sample_cells:
-        for group in GROUPS:
-            lines = (ROOT / "locks" / cell.id / f"{group}.txt").read_text().splitlines()
-            assert lines[0].startswith(f"# Lock group '{group}' for Python {cell.python} on x86_64-manylinux_2_28.")
-            starts = [i for i, line in enumerate(lines) if _PIN_START.match(line)]
-            for n, start in enumerate(starts):
-                block = lines[start : starts[n + 1] if n + 1 < len(starts) else len(lines)]
-                hashes = [line.strip().removesuffix("\\").strip() for line in block[1:]]
-                assert hashes, f"{cell.id}/{group}.txt: {lines[start]} has no hash"
-                assert all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", h) for h in hashes), (cell.id, group, lines[start])
-                checked += 1
-            non_pin = [line for i, line in enumerate(lines[1:], 1) if not _PIN_START.match(line) and not line.startswith("    --hash=sha256:")]
-            assert non_pin == [], (cell.id, group, non_pin[:3])
-    assert checked > 500
-
-
-def test_real_group_files_match_lock_json_and_are_generated(sample_config, sample_cells):
-    for cell in sample_cells:
-        meta = read_meta(cell.id)
-        inputs = lock_plan.inputs_for(sample_config, cell)
-        for group in GROUPS:
-            text = (ROOT / "locks" / cell.id / f"{group}.txt").read_text()
-            pins = lock_plan.parse_compiled(text)
-            assert {p.name: p.version for p in pins} == meta["groups"][group], (cell.id, group)
-            assert lock_plan.render_group(inputs, group, pins) == text, (cell.id, group)
-
-
-def test_real_science_and_jupyter_groups_are_shared_by_cpu_and_gpu_cells(sample_cells):
-    """Identical groups are identical files, so CPU and GPU tags of one TF and Python share those layers."""
-    for group in ("science", "jupyter"):
-        by_key: dict[tuple, set[str]] = {}
-        for cell in sample_cells:
-            by_key.setdefault((cell.tensorflow, cell.python), set()).add((ROOT / "locks" / cell.id / f"{group}.txt").read_text())
-        assert all(len(texts) == 1 for texts in by_key.values()), group
-
-
-def test_real_locks_give_numpy_and_h5py_to_the_tensorflow_group(sample_cells):
-    for cell in sample_cells:
-        groups = read_meta(cell.id)["groups"]
-        assert {"numpy", "h5py", "ml-dtypes"} <= set(groups["tensorflow"]), cell.id
-        assert {"pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "tqdm", "ipywidgets"} <= set(groups["science"]), cell.id
