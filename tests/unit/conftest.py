@@ -2,7 +2,7 @@
 
 - `sample_*`: tests/unit/data/versions.toml, a frozen copy of the project's versions.toml (9 cells), as text,
   parsed, and as its matrix. Edits of the real versions.toml do not reach these tests.
-- `locked_project`: a copy of tests/unit/data/locked (a two-cell versions.toml with valid locks/) in a
+- `locked_project`: a copy of tests/unit/data/locked (a three-cell versions.toml with valid locks/) in a
   temporary folder, for tests that need lock files.
 
 Only tests/unit/test_real_versions_file.py reads the real versions.toml and locks/. Names are prefixed
@@ -48,7 +48,7 @@ def sample_cells_by_id(sample_cells):
 
 @pytest.fixture
 def locked_project(tmp_path) -> Path:
-    """A writable copy of tests/unit/data/locked: versions.toml (cells tf2.21.0-py3.11-cpu and -gpu-cuda12.5) and locks/."""
+    """A writable copy of tests/unit/data/locked: versions.toml (tf2.20.0-py3.11-cpu, tf2.21.0-py3.11-cpu, -gpu-cuda12.5) and locks/."""
     project = tmp_path / "locked"
     shutil.copytree(LOCKED, project)
     return project

@@ -1,6 +1,6 @@
 """`lock --check` verifies content, respects filters, survives crashed runs and corrupt records.
 
-Each test works on a copy of the test project tests/unit/data/locked (a two-cell versions.toml and its locks/)
+Each test works on a copy of the test project tests/unit/data/locked (a three-cell versions.toml and its locks/)
 in a temporary folder and goes through the CLI. Relocking runs the real `lock_cell` with a stand-in resolver that replays the cell's current lock,
 so no network is needed.
 """
@@ -50,7 +50,7 @@ def relock(project: Path) -> None:
 
 def test_the_locks_record_and_match_their_content_hashes(project, capsys):
     code, out, _ = check(capsys, project)
-    assert code == 0 and out.count(": ok") == len(list((project / "locks").glob("tf*"))) == 2
+    assert code == 0 and out.count(": ok") == len(list((project / "locks").glob("tf*"))) == 3
     meta = json.loads((project / "locks" / CELL / "lock.json").read_text())
     assert set(meta["files"]) == {f"{group}.txt" for group in lock_plan.GROUPS}
 

@@ -189,25 +189,25 @@ def test_a_bad_manifest_is_one_clear_error(text, tmp_path):
 # ---------------------------------------------------------------- the command
 
 
-def test_changes_command_prints_the_2_20_to_2_21_diff(capsys):
-    assert cli.main(["changes", "variant=cpu", "python=3.11"]) == 0
+def test_changes_command_prints_the_2_20_to_2_21_diff(locked_project, capsys):
+    assert cli.main(["--project-dir", str(locked_project), "changes", "variant=cpu", "python=3.11"]) == 0
     out = capsys.readouterr().out
     assert "tf2.20.0-py3.11-cpu: no earlier TensorFlow release" in out
     assert "tf2.21.0-py3.11-cpu vs tf2.20.0-py3.11-cpu:" in out
     assert "tensorflow-cpu" in out and "2.20.0" in out and "2.21.0" in out and "upgraded" in out
 
 
-def test_changes_command_against_a_manifest_file(tmp_path, capsys):
+def test_changes_command_against_a_manifest_file(locked_project, tmp_path, capsys):
     path = tmp_path / "m.json"
     path.write_text(json.dumps(sample_manifest()))
-    assert cli.main(["changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(path), "--markdown"]) == 0
+    assert cli.main(["--project-dir", str(locked_project), "changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(path), "--markdown"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("## What changed\n")
     assert f"### tf2.21.0-py3.11-cpu vs the manifest of tf2.21.0-py3.11-cpu ({path})" in out
 
 
-def test_changes_command_refuses_a_missing_manifest(tmp_path, capsys):
-    assert cli.main(["changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(tmp_path / "nope.json")]) == 2
+def test_changes_command_refuses_a_missing_manifest(locked_project, tmp_path, capsys):
+    assert cli.main(["--project-dir", str(locked_project), "changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(tmp_path / "nope.json")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "cannot read a kerastack manifest" in captured.err
 

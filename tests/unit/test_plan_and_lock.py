@@ -376,9 +376,9 @@ def test_render_group_round_trips(sample_config, sample_cells_by_id):
 
 
 # ---------------------------------------------------------------- status
-# On the test project tests/unit/data/locked: cells tf2.21.0-py3.11-cpu and tf2.21.0-py3.11-gpu-cuda12.5.
+# On the test project tests/unit/data/locked: cells tf2.20.0-py3.11-cpu, tf2.21.0-py3.11-cpu, tf2.21.0-py3.11-gpu-cuda12.5.
 
-CPU_CELL, GPU_CELL = "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-gpu-cuda12.5"
+OLD_CELL, CPU_CELL, GPU_CELL = "tf2.20.0-py3.11-cpu", "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-gpu-cuda12.5"
 
 
 @pytest.fixture
@@ -402,20 +402,20 @@ def states(result) -> dict[str, str]:
 
 def test_status_of_valid_locks_is_ok(locked_project, locked_config, locked_cells):
     result = lock_plan.status(locked_project, locked_config, locked_cells)
-    assert [s.cell_id for s in result] == [c.id for c in locked_cells] == [CPU_CELL, GPU_CELL]
+    assert [s.cell_id for s in result] == [c.id for c in locked_cells] == [OLD_CELL, CPU_CELL, GPU_CELL]
     assert all(s.state == "ok" and s.detail == "" for s in result)
 
 
 def test_status_stale_after_a_config_change(locked_project, locked_text, locked_cells):
     changed = edited(locked_text, 'keras = "3.12.4"', 'keras = "3.12.5"')
     result = lock_plan.status(locked_project, changed, locked_cells)
-    assert states(result) == {CPU_CELL: "stale", GPU_CELL: "stale"}
-    assert all("versions.toml changed" in s.detail for s in result)
+    assert states(result) == {OLD_CELL: "ok", CPU_CELL: "stale", GPU_CELL: "stale"}
+    assert all("versions.toml changed" in s.detail for s in result if s.state == "stale")
 
 
 def test_status_stale_only_where_the_change_reaches(locked_project, locked_text, locked_cells):
     changed = edited(locked_text, '"nvidia-cublas-cu12" = "12.5.3.2"', '"nvidia-cublas-cu12" = "12.5.3.3"')
-    assert states(lock_plan.status(locked_project, changed, locked_cells)) == {CPU_CELL: "ok", GPU_CELL: "stale"}
+    assert states(lock_plan.status(locked_project, changed, locked_cells)) == {OLD_CELL: "ok", CPU_CELL: "ok", GPU_CELL: "stale"}
 
 
 def test_status_missing_group_file(locked_project, locked_config, locked_cells):
@@ -427,9 +427,9 @@ def test_status_missing_group_file(locked_project, locked_config, locked_cells):
 
 
 def test_status_missing_lock_json(locked_project, locked_config, locked_cells):
-    (locked_project / "locks" / CPU_CELL / "lock.json").unlink()
+    (locked_project / "locks" / OLD_CELL / "lock.json").unlink()
     result = {s.cell_id: s for s in lock_plan.status(locked_project, locked_config, locked_cells)}
-    assert result[CPU_CELL].state == "missing" and "lock.json does not exist" in result[CPU_CELL].detail
+    assert result[OLD_CELL].state == "missing" and "lock.json does not exist" in result[OLD_CELL].detail
 
 
 def test_status_missing_folder(tmp_path, sample_config, sample_cells):
@@ -446,8 +446,9 @@ def test_status_extra_folder_is_stale(locked_project, locked_config, locked_cell
 
 
 def test_status_of_a_removed_cell(locked_project, locked_text):
-    narrowed = edited(locked_text, 'variant = ["cpu", "gpu"]', 'variant = ["cpu"]')
-    assert states(lock_plan.status(locked_project, narrowed, matrix.cells(narrowed))) == {CPU_CELL: "ok", GPU_CELL: "stale"}
+    cpu_only = locked_text.replace('variant = ["cpu", "gpu"]', 'variant = ["cpu"]').replace('[[matrix.exclude]]\ntensorflow = "2.20.0"\nvariant = "gpu"\n', "")
+    narrowed = config.parse(cpu_only, "versions.toml")
+    assert states(lock_plan.status(locked_project, narrowed, matrix.cells(narrowed))) == {OLD_CELL: "ok", CPU_CELL: "ok", GPU_CELL: "stale"}
 
 
 # ---------------------------------------------------------------- _check_cuda_pins
