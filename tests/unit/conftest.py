@@ -1,36 +1,54 @@
-"""Fixtures of the pure unit tests: the real versions.toml (as text and parsed) and its matrix.
+"""Fixtures of the pure unit tests: their own test data under tests/unit/data, never the live matrix.
 
-Names are prefixed `real_` so that they never shadow the session fixtures of tests/conftest.py.
+- `sample_*`: tests/unit/data/versions.toml, a frozen copy of the project's versions.toml (9 cells), as text,
+  parsed, and as its matrix. Edits of the real versions.toml do not reach these tests.
+- `locked_project`: a copy of tests/unit/data/locked (a three-cell versions.toml with valid locks/) in a
+  temporary folder, for tests that need lock files.
+
+Only tests/unit/test_real_versions_file.py reads the real versions.toml and locks/. Names are prefixed
+`sample_` / `locked_` so that they never shadow the session fixtures of tests/conftest.py.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE = DATA / "versions.toml"
+LOCKED = DATA / "locked"
 
 
 @pytest.fixture(scope="session")
-def real_text() -> str:
-    return (ROOT / "versions.toml").read_text(encoding="utf-8")
+def sample_text() -> str:
+    return SAMPLE.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
-def real_config(real_text):
+def sample_config(sample_text):
     from kerastack import config
 
-    return config.parse(real_text, "versions.toml")
+    return config.parse(sample_text, "versions.toml")
 
 
 @pytest.fixture(scope="session")
-def real_cells(real_config):
+def sample_cells(sample_config):
     from kerastack import matrix
 
-    return matrix.cells(real_config)
+    return matrix.cells(sample_config)
 
 
 @pytest.fixture(scope="session")
-def cells_by_id(real_cells):
-    return {cell.id: cell for cell in real_cells}
+def sample_cells_by_id(sample_cells):
+    return {cell.id: cell for cell in sample_cells}
+
+
+@pytest.fixture
+def locked_project(tmp_path) -> Path:
+    """A writable copy of tests/unit/data/locked: versions.toml (tf2.20.0-py3.11-cpu, tf2.21.0-py3.11-cpu, -gpu-cuda12.5) and locks/."""
+    project = tmp_path / "locked"
+    shutil.copytree(LOCKED, project)
+    return project

@@ -1,6 +1,6 @@
 """Fail closed on bad input: every class of hard bad input is one clear error through the real CLI.
 
-Each case is the real versions.toml with one mistake, written to a file and given to `python -m kerastack
+Each case is the test data's versions.toml (tests/unit/data) with one mistake, written to a file and given to `python -m kerastack
 --config FILE matrix`: exit 2, one message naming the file, the key and the fix, nothing on stdout, no
 traceback, in under a second. Property tests then throw random bytes, TOML and versions at the same door.
 """
@@ -19,13 +19,13 @@ from kerastack import cli, config, matrix, tags
 from kerastack.errors import ConfigError
 from kerastack.tags import BuildStamp
 from kerastack.versions import Version
+from tests.unit.conftest import ROOT, SAMPLE
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL = (ROOT / "versions.toml").read_text(encoding="utf-8")
+SAMPLE_TEXT = SAMPLE.read_text(encoding="utf-8")
 BASE_311 = "docker.io/library/python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b"
 
 
-def edit(old: str, new: str, text: str = REAL) -> str:
+def edit(old: str, new: str, text: str = SAMPLE_TEXT) -> str:
     assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in versions.toml"
     return text.replace(old, new)
 
@@ -61,7 +61,7 @@ def write(tmp_path: Path, text: str | bytes) -> Path:
 
 
 def test_a_versions_file_that_is_not_utf8_is_refused(tmp_path, capsys):
-    assert_refused(capsys, write(tmp_path, REAL.encode() + b"\n# caf\xe9\n"), "", "is not UTF-8")
+    assert_refused(capsys, write(tmp_path, SAMPLE_TEXT.encode() + b"\n# caf\xe9\n"), "", "is not UTF-8")
 
 
 def test_a_directory_as_config_is_refused(tmp_path, capsys):
@@ -69,7 +69,7 @@ def test_a_directory_as_config_is_refused(tmp_path, capsys):
 
 
 def test_toml_nested_too_deeply_for_the_parser_is_refused(tmp_path, capsys):
-    assert_refused(capsys, write(tmp_path, "x = " + "[" * 100_000 + "]" * 100_000 + "\n" + REAL), "", "nests tables or arrays too deeply")
+    assert_refused(capsys, write(tmp_path, "x = " + "[" * 100_000 + "]" * 100_000 + "\n" + SAMPLE_TEXT), "", "nests tables or arrays too deeply")
 
 
 def test_an_integer_of_thousands_of_digits_is_refused(tmp_path, capsys):
@@ -96,7 +96,7 @@ def test_versions_with_non_ascii_digits_or_absurd_length_are_refused(tmp_path, c
 @pytest.mark.parametrize("version", ["3.1\u0663", "3.1\uff13", "3.13" + "0" * 40], ids=["arabic-digit", "fullwidth-digit", "long"])
 def test_a_python_version_that_would_reach_the_tags_is_refused(tmp_path, capsys, version):
     """Every "3.13" (axis, table, ranges) replaced: the old code took it up to the tag code's assertion."""
-    assert_refused(capsys, write(tmp_path, REAL.replace('"3.13"', f'"{version}"')), 'tensorflow."2.20.0".python.max', "malformed version")
+    assert_refused(capsys, write(tmp_path, SAMPLE_TEXT.replace('"3.13"', f'"{version}"')), 'tensorflow."2.20.0".python.max', "malformed version")
 
 
 def test_non_ascii_or_long_version_never_reaches_the_tag_code():
@@ -130,7 +130,7 @@ def test_bad_docker_references_are_refused(tmp_path, capsys, old, new, key, prob
 
 def test_registry_overrides_follow_the_same_grammar(capsys):
     for bad in ("ghcr..io", "ghcr.io:65536", "http://ghcr.io"):
-        code, out, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "--registry", bad, "tags")
+        code, out, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "--config", str(SAMPLE), "--registry", bad, "tags")
         assert code == 2 and out == "" and "is not a registry host" in err and "Traceback" not in err, err
 
 
@@ -170,7 +170,7 @@ def test_requirement_validation_is_reusable_for_any_requirements_table():
 
 
 def test_the_default_cell_excluded_from_the_matrix_is_refused(tmp_path, capsys):
-    text = REAL + '\n[[matrix.exclude]]\ntensorflow = "2.21.0"\npython = "3.11"\nvariant = "cpu"\n'
+    text = SAMPLE_TEXT + '\n[[matrix.exclude]]\ntensorflow = "2.21.0"\npython = "3.11"\nvariant = "cpu"\n'
     assert_refused(capsys, write(tmp_path, text), "defaults", "tf2.21.0-py3.11-cpu is not in the matrix")
 
 
@@ -201,7 +201,7 @@ def test_a_project_dir_that_does_not_exist_is_refused(tmp_path, capsys):
 
 def test_without_git_on_path_the_revision_is_unknown(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no git
-    code, out, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "matrix", "--json", "id=tf2.21.0-py3.11-cpu")
+    code, out, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "--config", str(SAMPLE), "matrix", "--json", "id=tf2.21.0-py3.11-cpu")
     assert code == 0, err
     assert "-unknown" in out and "Traceback" not in err
 
@@ -269,7 +269,7 @@ def test_random_toml_gives_a_config_or_a_clear_error(tmp_path_factory, document)
 )
 def test_random_versions_in_every_version_key_give_a_config_or_a_clear_error(tmp_path_factory, version):
     quoted = '"' + version.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
-    _config_or_clear_error(write(tmp_path_factory.mktemp("version"), REAL.replace('"3.13"', quoted)))  # reaches the tags
+    _config_or_clear_error(write(tmp_path_factory.mktemp("version"), SAMPLE_TEXT.replace('"3.13"', quoted)))  # reaches the tags
     for old in ('keras = "3.12.4"', 'cudnn = "9.3"\nmin', 'tensorflow = "2.21.0"\npython = "3.11"', '"nvidia-cublas-cu12" = "12.5.3.2"'):
         new = old.replace('"3.12.4"', quoted).replace('"9.3"', quoted).replace('"2.21.0"', quoted).replace('"12.5.3.2"', quoted)
         _config_or_clear_error(write(tmp_path_factory.mktemp("version"), edit(old, new)))
@@ -286,5 +286,5 @@ def test_the_cli_on_random_files_and_filters_exits_0_or_2_without_a_traceback(tm
 @pytest.mark.parametrize("key", ["--registry", "--repository"])
 def test_environment_overrides_are_validated(monkeypatch, capsys, key):
     monkeypatch.setenv(config.REGISTRY_ENV if key == "--registry" else config.REPOSITORY_ENV, "Bad..Name")
-    code, _, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "tags")
+    code, _, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "--config", str(SAMPLE), "tags")
     assert code == 2 and "Traceback" not in err

@@ -8,6 +8,7 @@ import pytest
 
 from kerastack.bench import BenchReport, Comparison, alternate
 from tests.conftest import ROOT
+from tests.unit.conftest import SAMPLE
 
 
 def test_alternate_swaps_the_order_every_round():
@@ -43,5 +44,5 @@ def test_fewer_than_five_runs_is_refused_before_touching_docker(tmp_path, capsys
     from kerastack import cli
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # the engine is never asked
-    assert cli.main(["--project-dir", str(ROOT), "bench", "--runs", "3"]) == 2
+    assert cli.main(["--project-dir", str(ROOT), "--config", str(SAMPLE), "bench", "--runs", "3"]) == 2
     assert "at least 5" in capsys.readouterr().err

@@ -1,6 +1,7 @@
-"""versions.toml: the real file loads, and every kind of bad input names the file, the key path and the fix.
+"""versions.toml: a valid file loads, and every kind of bad input names the file, the key path and the fix.
 
-Bad configs are the real versions.toml text edited in memory, so each case differs from a valid file by one mistake.
+Bad configs are the test data's versions.toml (tests/unit/data) edited in memory, so each case differs from a
+valid file by one mistake. The real versions.toml is checked in test_real_versions_file.py.
 """
 
 from __future__ import annotations
@@ -14,19 +15,16 @@ from kerastack.errors import ConfigError, PipelineError
 from kerastack.versions import Version
 
 FILE = "versions.toml"
-# The real file ends with one [[matrix.include]] (the GPU pair that shows the shared CUDA layer).
+# The sample file ends with one [[matrix.include]] (the GPU pair that shows the shared CUDA layer).
 # The bad-input cases below edit the file without it, so each appended table is the first of its kind.
 GPU_PAIR_INCLUDE = re.compile(r"\n# \.\.\. except one GPU pair.*\Z", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
-def base_text() -> str:
-    """versions.toml without its include: what the bad-input cases edit."""
-    from tests.unit.conftest import ROOT
-
-    text = (ROOT / FILE).read_text(encoding="utf-8")
-    stripped = GPU_PAIR_INCLUDE.sub("\n", text)
-    assert stripped != text and "[[matrix.include]]" not in stripped, "versions.toml no longer ends with the GPU-pair include"
+def base_text(sample_text) -> str:
+    """The sample versions.toml without its include: what the bad-input cases edit."""
+    stripped = GPU_PAIR_INCLUDE.sub("\n", sample_text)
+    assert stripped != sample_text and "[[matrix.include]]" not in stripped
     return stripped
 
 
@@ -62,14 +60,12 @@ def expect_error(text: str, key_path: str, *, problem: str = "", fix: str = "", 
     return err
 
 
-# ---------------------------------------------------------------- the real file
+# ---------------------------------------------------------------- a valid file
 
 
-def test_real_versions_toml_loads():
-    from tests.unit.conftest import ROOT
-
-    c = config.parse((ROOT / FILE).read_text(encoding="utf-8"), FILE)
-    real_cells = matrix.cells(c)
+def test_the_sample_versions_toml_loads(sample_text):
+    c = config.parse(sample_text, FILE)
+    sample_cells = matrix.cells(c)
     assert c.path == FILE
     assert (c.registry, c.repository, c.image) == ("ghcr.io", "kerastack/keras-jupyter", "ghcr.io/kerastack/keras-jupyter")
     assert (str(c.defaults.tensorflow), str(c.defaults.python), str(c.defaults.cuda)) == ("2.21.0", "3.11", "12.5")
@@ -94,7 +90,7 @@ def test_real_versions_toml_loads():
     assert len(c.excludes) == 1 and c.excludes[0].key_path == "matrix.exclude[0]"
     # The GPU pair that differs only in TensorFlow: the build report shows the CUDA layer they share.
     assert [(str(r.tensorflow), str(r.python), r.variant, str(r.cuda)) for r in c.includes] == [("2.20.0", "3.11", "gpu", "12.5")]
-    assert len(real_cells) == 9
+    assert len(sample_cells) == 9
 
 
 def test_load_reads_the_file_and_names_a_missing_one(tmp_path, base_text):
@@ -473,14 +469,14 @@ def test_bad_jupyter_requirement(base_text):
 # ---------------------------------------------------------------- with_registry
 
 
-def test_with_registry_overrides(real_config):
-    moved = config.with_registry(real_config, "127.0.0.1:5000", "team/img")
+def test_with_registry_overrides(sample_config):
+    moved = config.with_registry(sample_config, "127.0.0.1:5000", "team/img")
     assert moved.image == "127.0.0.1:5000/team/img"
-    assert moved.tensorflow == real_config.tensorflow and moved.defaults == real_config.defaults
-    assert real_config.image == "ghcr.io/kerastack/keras-jupyter"  # the original is untouched
-    assert config.with_registry(real_config, "localhost:5000").image == "localhost:5000/kerastack/keras-jupyter"
-    assert config.with_registry(real_config, repository="other/name").image == "ghcr.io/other/name"
-    assert config.with_registry(real_config).image == real_config.image
+    assert moved.tensorflow == sample_config.tensorflow and moved.defaults == sample_config.defaults
+    assert sample_config.image == "ghcr.io/kerastack/keras-jupyter"  # the original is untouched
+    assert config.with_registry(sample_config, "localhost:5000").image == "localhost:5000/kerastack/keras-jupyter"
+    assert config.with_registry(sample_config, repository="other/name").image == "ghcr.io/other/name"
+    assert config.with_registry(sample_config).image == sample_config.image
 
 
 @pytest.mark.parametrize(
@@ -492,9 +488,9 @@ def test_with_registry_overrides(real_config):
         (None, "org/name:tag", "repository"),
     ],
 )
-def test_with_registry_rejects_invalid(real_config, host, repository, key_path):
+def test_with_registry_rejects_invalid(sample_config, host, repository, key_path):
     with pytest.raises(ConfigError) as info:
-        config.with_registry(real_config, host, repository)
+        config.with_registry(sample_config, host, repository)
     err = info.value
     assert err.file == "--registry/--repository" and err.key_path == key_path and err.fix.strip()
     assert str(err).startswith(f"--registry/--repository: {key_path}: ")
@@ -503,16 +499,16 @@ def test_with_registry_rejects_invalid(real_config, host, repository, key_path):
 # ---------------------------------------------------------------- [science]
 
 
-def test_real_science_packages(real_config):
-    names = [re.split(r"[<>=!~\[ ]", p, maxsplit=1)[0] for p in real_config.science_packages]
+def test_real_science_packages(sample_config):
+    names = [re.split(r"[<>=!~\[ ]", p, maxsplit=1)[0] for p in sample_config.science_packages]
     wanted = {"numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "pillow", "h5py", "tqdm", "ipywidgets"}
     assert wanted <= set(names)
 
 
-def test_science_is_optional(real_text):
-    start = real_text.index("[science]")
-    end = real_text.index("]\n", real_text.index("packages = [", start)) + 2
-    assert config.parse(real_text[:start] + real_text[end:], FILE).science_packages == ()
+def test_science_is_optional(sample_text):
+    start = sample_text.index("[science]")
+    end = sample_text.index("]\n", sample_text.index("packages = [", start)) + 2
+    assert config.parse(sample_text[:start] + sample_text[end:], FILE).science_packages == ()
 
 
 @pytest.mark.parametrize(
@@ -525,16 +521,16 @@ def test_science_is_optional(real_text):
         ("[science]\npackages = [", "[science]\nextras = 1\npackages = [", "science.extras", "unknown key"),
     ],
 )
-def test_bad_science_table(real_text, old, new, key_path, problem):
-    expect_error(edit(real_text, old, new), key_path, problem=problem)
+def test_bad_science_table(sample_text, old, new, key_path, problem):
+    expect_error(edit(sample_text, old, new), key_path, problem=problem)
 
 
-def test_empty_or_non_list_science_packages(real_text):
-    start = real_text.index("[science]")
-    end = real_text.index("]\n", real_text.index("packages = [", start)) + 2
+def test_empty_or_non_list_science_packages(sample_text):
+    start = sample_text.index("[science]")
+    end = sample_text.index("]\n", sample_text.index("packages = [", start)) + 2
     for replacement in ("[science]\npackages = []\n", '[science]\npackages = "pandas"\n', "science = 3\n"):
-        text = real_text[:start] + replacement + real_text[end:]
+        text = sample_text[:start] + replacement + sample_text[end:]
         key = "science" if replacement.startswith("science =") else "science.packages"
         if replacement.startswith("science ="):
-            text = top_level(real_text[:start] + real_text[end:], "science = 3")
+            text = top_level(sample_text[:start] + sample_text[end:], "science = 3")
         expect_error(text, key)

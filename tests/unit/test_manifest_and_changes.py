@@ -51,14 +51,14 @@ def sample_manifest(**image) -> dict:
 # ---------------------------------------------------------------- manifest
 
 
-def test_facts_of_a_gpu_cell(real_config, cells_by_id):
-    facts = manifest.facts(real_config, cells_by_id["tf2.21.0-py3.13-gpu-cuda12.9"], "base@sha256:x")
+def test_facts_of_a_gpu_cell(sample_config, sample_cells_by_id):
+    facts = manifest.facts(sample_config, sample_cells_by_id["tf2.21.0-py3.13-gpu-cuda12.9"], "base@sha256:x")
     assert facts["expected"] == {"tensorflow": "2.21.0", "keras": "3.12.4", "cuda_runtime": "12.9.79"}
     assert facts["cuda"] == {"version": "12.9", "cudnn": "9.10"} and facts["base_image"] == "base@sha256:x"
 
 
-def test_facts_of_a_cpu_cell_have_no_cuda(real_config, cells_by_id):
-    facts = manifest.facts(real_config, cells_by_id["tf2.20.0-py3.11-cpu"], "b")
+def test_facts_of_a_cpu_cell_have_no_cuda(sample_config, sample_cells_by_id):
+    facts = manifest.facts(sample_config, sample_cells_by_id["tf2.20.0-py3.11-cpu"], "b")
     assert facts["cuda"] is None and "cuda_runtime" not in facts["expected"]
     assert facts["expected"]["keras"] == "3.11.3"
 
@@ -138,10 +138,10 @@ def test_diff_leaves_out_unchanged_and_orders_by_kind_then_name():
     assert changes.diff({"a": "1"}, {"a": "1"}) == ()
 
 
-def test_comparisons_against_the_previous_release_and_a_manifest(real_cells, cells_by_id):
+def test_comparisons_against_the_previous_release_and_a_manifest(sample_cells, sample_cells_by_id):
     locks = {"tf2.20.0-py3.11-cpu": {"tensorflow-cpu": "2.20.0", "tensorboard": "2.20.0"}, "tf2.21.0-py3.11-cpu": {"tensorflow-cpu": "2.21.0"}}
-    selected = [cells_by_id["tf2.20.0-py3.11-cpu"], cells_by_id["tf2.21.0-py3.11-cpu"]]
-    result = changes.comparisons(selected, real_cells, lambda cell: locks[cell.id], ("m.json", "tf2.21.0-py3.11-cpu", {"tensorflow-cpu": "2.21.0"}))
+    selected = [sample_cells_by_id["tf2.20.0-py3.11-cpu"], sample_cells_by_id["tf2.21.0-py3.11-cpu"]]
+    result = changes.comparisons(selected, sample_cells, lambda cell: locks[cell.id], ("m.json", "tf2.21.0-py3.11-cpu", {"tensorflow-cpu": "2.21.0"}))
     first, first_manifest, second, second_manifest = result
     assert first.changes is None and "no earlier TensorFlow release of Python 3.11 cpu" in first.note
     assert changes.summary_line(first).startswith("tf2.20.0-py3.11-cpu: no earlier")
@@ -156,13 +156,13 @@ def test_comparisons_against_the_previous_release_and_a_manifest(real_cells, cel
     assert [(c.kind, c.name) for c in first_manifest.changes] == [("added", "tensorboard"), ("downgraded", "tensorflow-cpu")]
 
 
-def test_gpu_cell_without_an_older_gpu_release_says_so(real_cells, cells_by_id):
-    (result,) = changes.comparisons([cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"]], real_cells, lambda cell: {})
+def test_gpu_cell_without_an_older_gpu_release_says_so(sample_cells, sample_cells_by_id):
+    (result,) = changes.comparisons([sample_cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"]], sample_cells, lambda cell: {})
     assert result.changes is None and "Python 3.11 gpu CUDA 12.9" in result.note
 
 
-def test_the_gpu_pair_compares_with_the_older_release_of_the_same_cuda(real_cells, cells_by_id):
-    (result,) = changes.comparisons([cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"]], real_cells, lambda cell: {})
+def test_the_gpu_pair_compares_with_the_older_release_of_the_same_cuda(sample_cells, sample_cells_by_id):
+    (result,) = changes.comparisons([sample_cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"]], sample_cells, lambda cell: {})
     assert result.baseline == "tf2.20.0-py3.11-gpu-cuda12.5" and result.changes == ()
 
 
@@ -189,25 +189,25 @@ def test_a_bad_manifest_is_one_clear_error(text, tmp_path):
 # ---------------------------------------------------------------- the command
 
 
-def test_changes_command_prints_the_2_20_to_2_21_diff(capsys):
-    assert cli.main(["changes", "variant=cpu", "python=3.11"]) == 0
+def test_changes_command_prints_the_2_20_to_2_21_diff(locked_project, capsys):
+    assert cli.main(["--project-dir", str(locked_project), "changes", "variant=cpu", "python=3.11"]) == 0
     out = capsys.readouterr().out
     assert "tf2.20.0-py3.11-cpu: no earlier TensorFlow release" in out
     assert "tf2.21.0-py3.11-cpu vs tf2.20.0-py3.11-cpu:" in out
     assert "tensorflow-cpu" in out and "2.20.0" in out and "2.21.0" in out and "upgraded" in out
 
 
-def test_changes_command_against_a_manifest_file(tmp_path, capsys):
+def test_changes_command_against_a_manifest_file(locked_project, tmp_path, capsys):
     path = tmp_path / "m.json"
     path.write_text(json.dumps(sample_manifest()))
-    assert cli.main(["changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(path), "--markdown"]) == 0
+    assert cli.main(["--project-dir", str(locked_project), "changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(path), "--markdown"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("## What changed\n")
     assert f"### tf2.21.0-py3.11-cpu vs the manifest of tf2.21.0-py3.11-cpu ({path})" in out
 
 
-def test_changes_command_refuses_a_missing_manifest(tmp_path, capsys):
-    assert cli.main(["changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(tmp_path / "nope.json")]) == 2
+def test_changes_command_refuses_a_missing_manifest(locked_project, tmp_path, capsys):
+    assert cli.main(["--project-dir", str(locked_project), "changes", "id=tf2.21.0-py3.11-cpu", "--manifest", str(tmp_path / "nope.json")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "cannot read a kerastack manifest" in captured.err
 

@@ -12,13 +12,14 @@ from kerastack.build_report import BuildReport, CellReport
 from kerastack.errors import PipelineError
 from kerastack.smoke_report import Check, SmokeReport
 from tests.conftest import ROOT
+from tests.unit.conftest import SAMPLE
 
 CPU311, CPU313, GPU = "tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu", "tf2.21.0-py3.11-gpu-cuda12.5"
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return config.load(ROOT / "versions.toml")
+    return config.load(SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ def test_retries_transient_errors_with_backoff_and_stops_on_auth_errors():
 def test_registry_credentials_must_come_in_pairs(capsys, monkeypatch):
     monkeypatch.setenv("REGISTRY_USER", "me")
     monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
-    assert cli.main(["--project-dir", str(ROOT), "publish", "--dry-run"]) == 2
+    assert cli.main(["--project-dir", str(ROOT), "--config", str(SAMPLE), "publish", "--dry-run"]) == 2
     assert "REGISTRY_USER and REGISTRY_PASSWORD" in capsys.readouterr().err
 
 

@@ -269,8 +269,9 @@ def test_reproduce_outside_a_git_checkout_fails_before_building(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[2]
-    shutil.copy(root / "versions.toml", tmp_path / "versions.toml")
+    from tests.unit.conftest import SAMPLE
+
+    shutil.copy(SAMPLE, tmp_path / "versions.toml")
     result = subprocess.run(
         [sys.executable, "-m", "kerastack", "--project-dir", str(tmp_path), "reproduce", "id=tf2.21.0-py3.11-cpu"],
         capture_output=True,

@@ -140,13 +140,13 @@ def test_download_bytes():
     assert layers.download_bytes([("a", 5), ("a", 5)], []) == 5
 
 
-def test_previous_release(real_cells, cells_by_id):
-    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-cpu"], real_cells) == cells_by_id["tf2.20.0-py3.11-cpu"]
-    assert layers.previous_release(cells_by_id["tf2.21.0-py3.13-cpu"], real_cells) == cells_by_id["tf2.20.0-py3.13-cpu"]
-    assert layers.previous_release(cells_by_id["tf2.20.0-py3.11-cpu"], real_cells) is None
+def test_previous_release(sample_cells, sample_cells_by_id):
+    assert layers.previous_release(sample_cells_by_id["tf2.21.0-py3.11-cpu"], sample_cells) == sample_cells_by_id["tf2.20.0-py3.11-cpu"]
+    assert layers.previous_release(sample_cells_by_id["tf2.21.0-py3.13-cpu"], sample_cells) == sample_cells_by_id["tf2.20.0-py3.13-cpu"]
+    assert layers.previous_release(sample_cells_by_id["tf2.20.0-py3.11-cpu"], sample_cells) is None
     # The GPU pair that differs only in TensorFlow; the other CUDA/Python lines have no 2.20 GPU cell.
-    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], real_cells) == cells_by_id["tf2.20.0-py3.11-gpu-cuda12.5"]
-    assert layers.previous_release(cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"], real_cells) is None
+    assert layers.previous_release(sample_cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], sample_cells) == sample_cells_by_id["tf2.20.0-py3.11-gpu-cuda12.5"]
+    assert layers.previous_release(sample_cells_by_id["tf2.21.0-py3.11-gpu-cuda12.9"], sample_cells) is None
 
 
 def test_previous_release_is_the_next_lower_one():

@@ -22,9 +22,9 @@ JSON_KEYS = {"id", "tensorflow", "python", "variant", "cuda", "target", "filter"
 # ---------------------------------------------------------------- the real matrix
 
 
-def test_cell_and_immutable_tags(cells_by_id):
-    gpu = cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"]
-    cpu = cells_by_id["tf2.20.0-py3.13-cpu"]
+def test_cell_and_immutable_tags(sample_cells_by_id):
+    gpu = sample_cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"]
+    cpu = sample_cells_by_id["tf2.20.0-py3.13-cpu"]
     assert tags.cell_tag(gpu) == "2.21.0-py3.11-gpu-cuda12.5"
     assert tags.cell_tag(cpu) == "2.20.0-py3.13-cpu"
     assert tags.immutable_tag(gpu, STAMP) == "2.21.0-py3.11-gpu-cuda12.5-20261124-a1b2c3d"
@@ -33,8 +33,8 @@ def test_cell_and_immutable_tags(cells_by_id):
     )
 
 
-def test_moving_tag_owners_on_the_real_matrix(real_config, real_cells):
-    assert tags.moving_tags(real_config, real_cells) == {
+def test_moving_tag_owners_on_the_real_matrix(sample_config, sample_cells):
+    assert tags.moving_tags(sample_config, sample_cells) == {
         "tf2.21.0-py3.11-cpu": ("2.21-cpu", "latest"),
         "tf2.21.0-py3.11-gpu-cuda12.5": ("2.21-gpu", "latest-gpu"),
         "tf2.20.0-py3.11-cpu": ("2.20-cpu",),
@@ -42,8 +42,8 @@ def test_moving_tag_owners_on_the_real_matrix(real_config, real_cells):
     }
 
 
-def test_tags_for_every_real_cell(real_config, real_cells):
-    got = {c.id: tags.tags_for(real_config, real_cells, c, STAMP) for c in real_cells}
+def test_tags_for_every_real_cell(sample_config, sample_cells):
+    got = {c.id: tags.tags_for(sample_config, sample_cells, c, STAMP) for c in sample_cells}
     for cell_id, t in got.items():
         assert t.cell_id == cell_id
         assert t.cell == cell_id.removeprefix("tf")
@@ -58,9 +58,9 @@ def test_tags_for_every_real_cell(real_config, real_cells):
     ]
 
 
-def test_moving_tags_follow_the_defaults(real_text):
-    text = real_text.replace('python = "3.11"\ncuda = "12.5"', 'python = "3.13"\ncuda = "12.9"', 1)
-    assert text != real_text
+def test_moving_tags_follow_the_defaults(sample_text):
+    text = sample_text.replace('python = "3.11"\ncuda = "12.5"', 'python = "3.13"\ncuda = "12.9"', 1)
+    assert text != sample_text
     c = config.parse(text, "versions.toml")
     assert tags.moving_tags(c, matrix.cells(c)) == {
         "tf2.21.0-py3.13-cpu": ("2.21-cpu", "latest"),
@@ -70,15 +70,15 @@ def test_moving_tags_follow_the_defaults(real_text):
     }
 
 
-def test_a_filtered_selection_does_not_steal_moving_tags(real_config, real_cells):
-    selected = Filter.parse(["tf=2.20"]).select(real_cells)
+def test_a_filtered_selection_does_not_steal_moving_tags(sample_config, sample_cells):
+    selected = Filter.parse(["tf=2.20"]).select(sample_cells)
     assert [c.id for c in selected] == ["tf2.20.0-py3.11-cpu", "tf2.20.0-py3.11-gpu-cuda12.5", "tf2.20.0-py3.13-cpu"]
     # Tags are computed against the whole matrix: the 2.20 cells keep only their own line's tag.
-    assert [tags.tags_for(real_config, real_cells, c, STAMP).moving for c in selected] == [("2.20-cpu",), ("2.20-gpu",), ()]
-    plans = [plan.plan_cell(real_config, real_cells, c, STAMP, "base", "2026-11-24T00:00:00Z") for c in selected]
+    assert [tags.tags_for(sample_config, sample_cells, c, STAMP).moving for c in selected] == [("2.20-cpu",), ("2.20-gpu",), ()]
+    plans = [plan.plan_cell(sample_config, sample_cells, c, STAMP, "base", "2026-11-24T00:00:00Z") for c in selected]
     assert [p.tags.moving for p in plans] == [("2.20-cpu",), ("2.20-gpu",), ()]
     # What would go wrong if the selection were used: 2.20 would take `latest`.
-    assert "latest" in tags.moving_tags(real_config, selected)["tf2.20.0-py3.11-cpu"]
+    assert "latest" in tags.moving_tags(sample_config, selected)["tf2.20.0-py3.11-cpu"]
 
 
 @pytest.mark.parametrize(

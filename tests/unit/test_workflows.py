@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit.conftest import SAMPLE
+
 pytestmark = pytest.mark.lint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -268,9 +270,8 @@ def test_every_make_target_used_exists() -> None:
 @pytest.fixture(scope="module")
 def matrix_entries() -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTACK_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "kerastack", "matrix", "--json", "--compact"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
-    )
+    command = [sys.executable, "-m", "kerastack", "--config", str(SAMPLE), "matrix", "--json", "--compact"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, f"`matrix --json --compact` must print exactly one line on stdout, got {len(lines)}"

@@ -1,0 +1,137 @@
+"""The real versions.toml and locks/ of the project: the only unit tests that read the live matrix.
+
+Every other unit test works on its own data under tests/unit/data, so changing the matrix never breaks a test
+of logic; these few tests fail when the real file is invalid or the real locks disagree with it (then relock).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kerastack import cli, config, lock_plan, matrix
+from kerastack.lock import GROUPS, Pin
+
+ROOT = Path(__file__).resolve().parents[2]
+H = "sha256:" + "1" * 64
+
+
+@pytest.fixture(scope="module")
+def real_config():
+    return config.load(ROOT / "versions.toml")
+
+
+@pytest.fixture(scope="module")
+def real_cells(real_config):
+    return matrix.cells(real_config)
+
+
+# ---------------------------------------------------------------- versions.toml
+
+
+def test_real_versions_toml_is_valid(real_config, real_cells):
+    assert real_cells, "the matrix has no cells"
+    assert len({c.id for c in real_cells}) == len(real_cells)
+    for variant in real_config.variants:
+        assert matrix.default_cell(real_config, variant, real_cells) in real_cells
+
+
+# ---------------------------------------------------------------- locks/
+
+
+def test_real_locks_record_and_match_their_content_hashes(tmp_path, capsys):
+    shutil.copy(ROOT / "versions.toml", tmp_path / "versions.toml")
+    shutil.copytree(ROOT / "locks", tmp_path / "locks")
+    code = cli.main(["--project-dir", str(tmp_path), "lock", "--check"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.count(": ok") == len(list((ROOT / "locks").glob("tf*")))
+
+
+def read_meta(cell_id: str) -> dict:
+    return json.loads((ROOT / "locks" / cell_id / "lock.json").read_text())
+
+
+def test_real_locks_have_a_folder_per_cell_and_nothing_else(real_cells):
+    assert sorted(p.name for p in (ROOT / "locks").iterdir() if p.is_dir()) == sorted(c.id for c in real_cells)
+    for cell in real_cells:
+        assert sorted(p.name for p in (ROOT / "locks" / cell.id).iterdir()) == ["cuda.txt", "jupyter.txt", "lock.json", "science.txt", "tensorflow.txt"]
+
+
+def test_real_lock_inputs_match_versions_toml(real_config, real_cells):
+    for cell in real_cells:
+        meta = read_meta(cell.id)
+        inputs = lock_plan.inputs_for(real_config, cell)
+        assert meta["cell"] == cell.id and meta["format"] == lock_plan.LOCK_FORMAT
+        assert meta["fingerprint"] == inputs.fingerprint()
+        assert meta["inputs"] == {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()}
+
+
+def test_real_cuda_groups_equal_the_pins(real_config, real_cells):
+    for cell in real_cells:
+        cuda_group = read_meta(cell.id)["groups"]["cuda"]
+        expected = dict(real_config.cuda[cell.cuda].wheels) if cell.cuda else {}
+        assert cuda_group == expected, cell.id
+        lock_plan.check_cuda_pins(real_config, cell, [Pin(n, v, (H,)) for n, v in cuda_group.items()])
+
+
+def test_real_tensorflow_groups_hold_the_release_and_keras(real_config, real_cells):
+    for cell in real_cells:
+        group = read_meta(cell.id)["groups"]["tensorflow"]
+        release = real_config.tensorflow[cell.tensorflow]
+        tf_name = "tensorflow" if cell.is_gpu else "tensorflow-cpu"
+        assert group[tf_name] == str(release.version), cell.id
+        assert group["keras"] == str(release.keras), cell.id
+        assert not [n for n in group if n.startswith("nvidia-")]
+
+
+_PIN_START = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?==")
+
+
+def test_every_real_requirement_line_has_a_sha256_hash(real_cells):
+    checked = 0
+    for cell in real_cells:
+        for group in GROUPS:
+            lines = (ROOT / "locks" / cell.id / f"{group}.txt").read_text().splitlines()
+            assert lines[0].startswith(f"# Lock group '{group}' for Python {cell.python} on x86_64-manylinux_2_28.")
+            starts = [i for i, line in enumerate(lines) if _PIN_START.match(line)]
+            for n, start in enumerate(starts):
+                block = lines[start : starts[n + 1] if n + 1 < len(starts) else len(lines)]
+                hashes = [line.strip().removesuffix("\\").strip() for line in block[1:]]
+                assert hashes, f"{cell.id}/{group}.txt: {lines[start]} has no hash"
+                assert all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", h) for h in hashes), (cell.id, group, lines[start])
+                checked += 1
+            non_pin = [line for i, line in enumerate(lines[1:], 1) if not _PIN_START.match(line) and not line.startswith("    --hash=sha256:")]
+            assert non_pin == [], (cell.id, group, non_pin[:3])
+    assert checked > 500
+
+
+def test_real_group_files_match_lock_json_and_are_generated(real_config, real_cells):
+    for cell in real_cells:
+        meta = read_meta(cell.id)
+        inputs = lock_plan.inputs_for(real_config, cell)
+        for group in GROUPS:
+            text = (ROOT / "locks" / cell.id / f"{group}.txt").read_text()
+            pins = lock_plan.parse_compiled(text)
+            assert {p.name: p.version for p in pins} == meta["groups"][group], (cell.id, group)
+            assert lock_plan.render_group(inputs, group, pins) == text, (cell.id, group)
+
+
+def test_real_science_and_jupyter_groups_are_shared_by_cpu_and_gpu_cells(real_cells):
+    """Identical groups are identical files, so CPU and GPU tags of one TF and Python share those layers."""
+    for group in ("science", "jupyter"):
+        by_key: dict[tuple, set[str]] = {}
+        for cell in real_cells:
+            by_key.setdefault((cell.tensorflow, cell.python), set()).add((ROOT / "locks" / cell.id / f"{group}.txt").read_text())
+        assert all(len(texts) == 1 for texts in by_key.values()), group
+
+
+def test_real_locks_give_numpy_and_h5py_to_the_tensorflow_group(real_cells):
+    for cell in real_cells:
+        groups = read_meta(cell.id)["groups"]
+        assert {"numpy", "h5py", "ml-dtypes"} <= set(groups["tensorflow"]), cell.id
+        assert {"pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "tqdm", "ipywidgets"} <= set(groups["science"]), cell.id
