@@ -40,74 +40,33 @@ def unit(session: nox.Session) -> None:
     session.run("pytest", "tests/unit", *session.posargs)
 
 
-@nox.session(python=PYTHON)
-def matrix(session: nox.Session) -> None:
-    """Print the matrix as a table, or `-- --json` for GitHub Actions. Accepts a cell filter."""
-    _install(session)
-    _kerastack(session, "matrix")
+def _command(name: str, command: str, doc: str, *extras: str, default: bool = True):
+    """A session that installs the pipeline (with `extras`) and runs `python -m kerastack COMMAND` with the session's arguments."""
+
+    def session(session: nox.Session) -> None:
+        _install(session, *extras)
+        _kerastack(session, command)
+
+    session.__doc__ = doc
+    session.__name__ = name.replace("-", "_")
+    return nox.session(name=name, python=PYTHON, default=default)(session)
 
 
-@nox.session(python=PYTHON)
-def tags(session: nox.Session) -> None:
-    """Show every selected cell's tags and which of them move."""
-    _install(session)
-    _kerastack(session, "tags")
-
-
-@nox.session(python=PYTHON)
-def lock(session: nox.Session) -> None:
-    """Resolve hash-pinned lock files per cell with uv (`-- --check` only verifies them)."""
-    _install(session, "lock")
-    _kerastack(session, "lock")
-
-
-@nox.session(python=PYTHON)
-def changes(session: nox.Session) -> None:
-    """Per cell, the packages that changed since the previous TensorFlow release (`-- --manifest FILE` too)."""
-    _install(session)
-    _kerastack(session, "changes")
-
-
-@nox.session(name="base-images", python=PYTHON)
-def base_images(session: nox.Session) -> None:
-    """Pull each Python's official base, or bootstrap it from Debian packages when offline."""
-    _install(session)
-    _kerastack(session, "base-images")
-
-
-@nox.session(name="build-matrix", python=PYTHON)
-def build_matrix(session: nox.Session) -> None:
-    """Build the selected cells with buildx and write reports/build-report.{json,md}."""
-    _install(session)
-    _kerastack(session, "build")
-
-
-@nox.session(python=PYTHON)
-def reproduce(session: nox.Session) -> None:
-    """Build the selected cells twice from scratch (clean `git archive` exports) and compare them layer by layer."""
-    _install(session)
-    _kerastack(session, "reproduce")
-
-
-@nox.session(python=PYTHON)
-def smoke(session: nox.Session) -> None:
-    """Smoke-test the built images of the selected cells in real containers; one reports/smoke/<cell>.json each."""
-    _install(session, "test")
-    _kerastack(session, "smoke")
-
-
-@nox.session(python=PYTHON)
-def publish(session: nox.Session) -> None:
-    """Push the cells that passed smoke tests in this run; move the moving tags last (`-- --dry-run`)."""
-    _install(session)
-    _kerastack(session, "publish")
-
-
-@nox.session(python=PYTHON, default=False)
-def bench(session: nox.Session) -> None:
-    """Launcher start->URL and the first TF import against Docker's floor: reports/bench.{json,md} (not run by default)."""
-    _install(session)
-    _kerastack(session, "bench")
+matrix = _command("matrix", "matrix", "Print the matrix as a table, or `-- --json` for GitHub Actions. Accepts a cell filter.")
+tags = _command("tags", "tags", "Show every selected cell's tags and which of them move.")
+lock = _command("lock", "lock", "Resolve hash-pinned lock files per cell with uv (`-- --check` only verifies them).", "lock")
+changes = _command("changes", "changes", "Per cell, the packages that changed since the previous TensorFlow release (`-- --manifest FILE` too).")
+base_images = _command("base-images", "base-images", "Pull each Python's official base, or bootstrap it from Debian packages when offline.")
+build_matrix = _command("build-matrix", "build", "Build the selected cells with buildx and write reports/build-report.{json,md}.")
+reproduce = _command("reproduce", "reproduce", "Build the selected cells twice from scratch (clean `git archive` exports) and compare them layer by layer.")
+smoke = _command("smoke", "smoke", "Smoke-test the built images of the selected cells in real containers; one reports/smoke/<cell>.json each.", "test")
+publish = _command("publish", "publish", "Push the cells that passed smoke tests in this run; move the moving tags last (`-- --dry-run`).")
+bench = _command(
+    "bench",
+    "bench",
+    "Launcher start->URL and the first TF import against Docker's floor: reports/bench.{json,md} (not run by default).",
+    default=False,
+)
 
 
 @nox.session(python=PYTHON)

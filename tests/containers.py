@@ -12,9 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import Container, DockerException, docker
+from python_on_whales import Container
 
+from kerastack.docker_client import Docker, DockerException
 from tests.jupyter import JupyterServer
+
+docker = Docker().client  # the pipeline's adapter: tests run containers through it too
 
 LABEL = "io.kerastack.test"
 

@@ -213,10 +213,13 @@ def test_pins_carry_a_version_comment_and_agree_across_workflows() -> None:
 
 @cache
 def nox_sessions() -> frozenset[str]:
-    """Session names defined in noxfile.py: `@nox.session` functions, `name=` when given."""
+    """Session names defined in noxfile.py: `@nox.session` functions (`name=` when given), and the
+    command sessions made by `_command("NAME", ...)`."""
     tree = ast.parse((ROOT / "noxfile.py").read_text())
     names = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "_command" and node.args and isinstance(node.args[0], ast.Constant):
+            names.add(node.args[0].value)
         if not isinstance(node, ast.FunctionDef):
             continue
         for decorator in node.decorator_list:
