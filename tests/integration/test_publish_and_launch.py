@@ -20,7 +20,7 @@ import pytest
 from python_on_whales import docker
 
 from tests.conftest import ROOT, session_reports
-from tests.containers import free_port, host_user_dir
+from tests.containers import container_gone, free_port, host_user_dir
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
 
@@ -256,10 +256,7 @@ def test_make_run_serves_this_folder_and_stops_on_ctrl_c(tmp_path, docker_engine
         assert status == 200 and "mine.ipynb" in {item["name"] for item in contents["content"]}
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches make and the launcher
         process.wait(timeout=60)  # make itself reports the interrupt; the launcher stops the container
-        deadline = time.monotonic() + 60
-        while docker.container.exists(f"kerastack-{port}") and time.monotonic() < deadline:
-            time.sleep(1)
-        assert not docker.container.exists(f"kerastack-{port}"), "Ctrl-C left the container running"
+        assert container_gone(f"kerastack-{port}"), "Ctrl-C left the container running"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
