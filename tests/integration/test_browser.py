@@ -39,6 +39,10 @@ CHROMIUM_FLAGS = (
 )
 # What JupyterLab asks its server for when the news prompt or the update check is on.
 PHONE_HOME = ("/lab/api/news", "/lab/api/update")
+# The news prompt, when on, came as a toast within a few seconds of the Launcher: the page is watched for
+# at least this long after it. An absence cannot be waited for, only watched; the notebook's own steps
+# (kernel start, the cell) fill most of it, so it adds a second or two at most.
+NOTIFICATION_WINDOW = 5.0
 
 
 @pytest.fixture
@@ -108,15 +112,68 @@ def visible(driver, css: str) -> list:
     return shown
 
 
+def texts(elements: list) -> list[str]:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    found = []
+    for element in elements:
+        try:
+            found.append(element.text)
+        except StaleElementReferenceException:
+            found.append("(gone)")
+    return found
+
+
+def nothing_covers_the_page(driver) -> None:
+    """No dialog and no notification: JupyterLab asks nothing of someone who just opened it. The news
+    prompt, when on, is a toast that stays until answered, so a check on every poll sees it whenever it comes."""
+    dialogs = visible(driver, ".jp-Dialog")
+    assert not dialogs, f"a dialog covers JupyterLab: {texts(dialogs)}"
+    toasts = visible(driver, ".Toastify__toast")
+    assert not toasts, f"a notification covers JupyterLab: {texts(toasts)}"
+
+
 def wait_for(driver, css: str, timeout: float = 90, text: str | None = None):
+    """The first visible `css` element (holding `text`), polled; every poll also checks that nothing covers the page."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        nothing_covers_the_page(driver)
         for element in visible(driver, css):
-            if text is None or text in element.text:
+            if text is None or text in texts([element])[0]:
                 return element
         time.sleep(0.2)
     page = driver.find_element("tag name", "body").text[:2000]
     raise AssertionError(f"no visible {css}{f' with {text!r}' if text else ''} after {timeout:.0f} s; page text:\n{page}")
+
+
+def click(driver, css: str, timeout: float = 90) -> None:
+    """Click `css` once it is there; an element JupyterLab re-rendered meanwhile is looked up again."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            wait_for(driver, css, max(deadline - time.monotonic(), 1)).click()
+            return
+        except (StaleElementReferenceException, ElementClickInterceptedException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def watch_until(driver, until: float) -> None:
+    """Keep checking that nothing covers the page until the monotonic time `until` (no wait if it is past)."""
+    while time.monotonic() < until:
+        nothing_covers_the_page(driver)
+        time.sleep(0.2)
+    nothing_covers_the_page(driver)
+
+
+# The kernel status in the status bar follows the notebook's session: "Initializing", "Connecting", then
+# "Idle" only once a kernel is connected and waiting. (The execution indicator in the notebook's toolbar
+# starts out "idle" before there is any kernel, and a cell run then is silently dropped.)
+KERNEL_STATUS = ".jp-StatusBar-TextItem"
+KERNEL_IDLE = "Python 3 (ipykernel) | Idle"
 
 
 @pytest.mark.parametrize("cell_id", [DEFAULT_CPU_CELL], scope="session")
@@ -124,18 +181,20 @@ def test_jupyterlab_opens_clean_offline_and_runs_a_notebook(jupyter_url, browser
     from selenium.webdriver.common.keys import Keys
 
     browser.get(jupyter_url)
+    # Every wait below fails as soon as a dialog or a notification shows, from the Launcher's first
+    # frame until the cell's output: the whole time a user would be looking at the page.
     wait_for(browser, ".jp-Launcher")
-    time.sleep(5)  # the news prompt, when on, comes as a toast a moment after the Launcher
-    assert not visible(browser, ".jp-Dialog"), "a dialog covers the Launcher"
-    toasts = [t.text for t in visible(browser, ".Toastify__toast")]
-    assert not toasts, f"a notification covers the Launcher: {toasts}"
-
-    wait_for(browser, '.jp-LauncherCard[data-category="Notebook"]').click()
-    editor = wait_for(browser, ".jp-Notebook .jp-Cell .cm-content")
+    launcher_shown = time.monotonic()
+    click(browser, '.jp-LauncherCard[data-category="Notebook"]')
+    # A cell run before the kernel is connected can be lost: type and run only once it is idle.
+    wait_for(browser, KERNEL_STATUS, text=KERNEL_IDLE, timeout=120)
+    editor = wait_for(browser, ".jp-Notebook .jp-Cell .cm-content")  # looked up now: the notebook may have re-rendered it meanwhile
     editor.click()
     editor.send_keys("print(6 * 7, 'from keras')")
     editor.send_keys(Keys.SHIFT, Keys.ENTER)
     wait_for(browser, ".jp-OutputArea-output", text="42 from keras", timeout=120)
+    wait_for(browser, KERNEL_STATUS, text=KERNEL_IDLE)  # the kernel is done: JupyterLab has finished all it does on its own
+    watch_until(browser, launcher_shown + NOTIFICATION_WINDOW)  # a toast slower than all that still counts
 
     local = {"localhost", "127.0.0.1"}
     urls = requested_urls(browser)

@@ -28,7 +28,7 @@ from kerastack.build_report import write_build_report
 from kerastack.git import current_stamp
 from kerastack.options import select
 from tests.conftest import ROOT, pipeline_options, track_build
-from tests.containers import free_port, host_user_dir
+from tests.containers import container_gone, free_port, host_user_dir
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
 
@@ -274,10 +274,7 @@ def test_make_run_serves_this_folder_and_stops_on_ctrl_c(tmp_path, docker_engine
         assert status == 200 and "mine.ipynb" in {item["name"] for item in contents["content"]}
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches make and the launcher
         process.wait(timeout=60)  # make itself reports the interrupt; the launcher stops the container
-        deadline = time.monotonic() + 60
-        while docker.container.exists(f"kerastack-{port}") and time.monotonic() < deadline:
-            time.sleep(1)
-        assert not docker.container.exists(f"kerastack-{port}"), "Ctrl-C left the container running"
+        assert container_gone(f"kerastack-{port}"), "Ctrl-C left the container running"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
