@@ -396,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
     _build_options(sp)
     _report_dir(sp, "where reproduce.{json,md} go, relative to --project-dir (default: reports/)")
     sp.add_argument("--work-dir", help="where the two exports and saved images go (default: the system's temp dir)")
+    sp.add_argument("--keep-archives", action="store_true", help="keep the two saved images (docker save) in --work-dir, else the report folder")
     sp = command("bench", cmd_bench, "time the launcher and the first TF import against Docker's floor; writes reports/bench.{json,md}")
     sp.add_argument("--image", help="the image to measure (default: the default CPU cell's local image)")
     sp.add_argument("--runs", type=int, default=5, help="runs of each side; the report shows medians (at least 5)")

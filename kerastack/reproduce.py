@@ -7,6 +7,7 @@ The two images are saved (`docker save`) and compared layer by layer (kerastack.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,9 @@ from . import base_images, git
 from .build import build_plan
 from .docker_client import SOURCE_DATE_EPOCH_SINCE, Docker, DockerException, parse_buildkit_version
 from .errors import PipelineError
+from .files import write_atomic
 from .image_compare import ImageComparison, ReproduceReport, SavedImage, compare_images, load_saved, write_reproduce_report
+from .layout import LOGS_DIR
 from .matrix import Cell
 from .options import Options, Selection
 from .plan import plan_cell, source_date_epoch
@@ -90,15 +93,27 @@ def _reproduce_cell(
                     tags=[ref],
                     on_step=lambda step, n=n: console.print(escape(f"  build {n}: {step}"), highlight=False) if "RUN" in step or "COPY" in step else None,
                 )
+                log_file = write_atomic(options.report_dir / LOGS_DIR / f"reproduce-{cell.id}-{n}.log", "\n".join(outcome.log) + "\n")
                 if not outcome.ok:
-                    raise PipelineError(f"build {n} of {cell.id} failed: {outcome.error}")
+                    raise PipelineError(f"build {n} of {cell.id} failed: {outcome.error} (log: {log_file})")
                 console.print(f"  build {n}: {outcome.image_id[:19]} in {outcome.seconds:.0f} s")
                 archive = Path(tmp) / f"image-{n}.tar"
                 docker.save(ref, archive)
                 saved.append(load_saved(archive))
             comparison = compare_images(cell.id, saved[0], saved[1], base_layers, tolerated)
+            if options.get("keep_archives"):
+                _keep(saved, options.work_dir or options.report_dir, cell, console)
         finally:
             docker.remove_images(refs)
     verdict = "[green]identical[/]" if comparison.ok else "[red]differs[/]"
     console.print(f"{cell.id}: {verdict}: {comparison.identical_layers}/{len(comparison.layers_above_base)} layers above the base identical")
     return comparison
+
+
+def _keep(saved: list[SavedImage], folder: Path, cell: Cell, console: Console) -> None:
+    """--keep-archives: the two `docker save` archives stay, for a look inside (they are what was compared)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, image in enumerate(saved, start=1):
+        kept = folder / f"reproduce-{cell.id}-{n}.tar"
+        shutil.move(image.archive, kept)
+        console.print(f"  kept {kept}")

@@ -7,24 +7,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 from python_on_whales import docker
-from python_on_whales.utils import run as run_docker
 
-from kerastack import base_images, ca, config, lock_plan, matrix
-from kerastack.build import build_plan
+from kerastack import base_images, lock_plan
 from kerastack.docker_client import Docker
-from kerastack.git import current_stamp
 from kerastack.options import DEFAULT_MIRROR
-from kerastack.plan import plan_cell
-from tests.conftest import ROOT, pipeline_options, track_build
+from tests.conftest import ROOT, track_build
 
 pytestmark = pytest.mark.docker
 DEFAULT_CPU = "tf2.21.0-py3.11-cpu"
@@ -42,97 +36,6 @@ def kerastack(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -
 def remove_repository(repository: str) -> None:
     for image in docker.image.list(repository_or_tag=repository):
         docker.image.remove([t for t in image.repo_tags if t.startswith(repository)] or [image.id], force=True)
-
-
-# ---------------------------------------------------------------- the CA bundle stays a secret
-
-
-@pytest.fixture
-def marker_bundle(tmp_path: Path) -> tuple[Path, list[bytes]]:
-    """The host's bundle plus a freshly made, unique certificate whose text we can search for."""
-    name = f"kerastack-ca-marker-{secrets.token_hex(8)}"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(tmp_path / "k.pem"),
-            "-subj",
-            f"/CN={name}",
-            "-days",
-            "1",
-            "-out",
-            str(tmp_path / "m.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    marker_pem = (tmp_path / "m.pem").read_text()
-    host = ca.find_bundle(None, os.environ)
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_text((host.read_text() if host else "") + marker_pem)
-    body_lines = [line for line in marker_pem.splitlines() if line and not line.startswith("-----")]
-    return bundle, [name.encode(), body_lines[len(body_lines) // 2].encode()]
-
-
-def find_in_stream(stream, needles: list[bytes], chunk: int = 16 << 20) -> list[bytes]:
-    found, tail = set(), b""
-    keep = max(len(n) for n in needles)
-    while block := stream.read(chunk):
-        window = tail + block
-        found.update(n for n in needles if n in window)
-        tail = window[-keep:]
-    return sorted(found)
-
-
-def test_ca_bundle_never_lands_in_a_layer_the_config_or_the_history(marker_bundle, project_config, all_cells, tmp_path, docker_engine):
-    bundle, markers = marker_bundle
-    token = secrets.token_hex(6)
-    throwaway = config.with_registry(project_config, "localhost", "kerastack-test/ca-proof")
-    (cell,) = matrix.Filter.parse([f"id={DEFAULT_CPU}"]).select(all_cells)
-    # A base with one extra layer has its own cache keys: every step below really runs with
-    # the marked bundle mounted, and nothing it leaves in the build cache is reused by normal builds.
-    base = base_images.resolve(Docker(), project_config.python[cell.python], offline=False, mirror=DEFAULT_MIRROR)
-    context = tmp_path / "base"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {base.ref}\nRUN echo {token} > /etc/kerastack-ca-proof\n")
-    proof_base = f"localhost/kerastack-test/ca-proof-base:{token}"
-    docker.buildx.build(context, tags=[proof_base], load=True)
-    stamp, created = current_stamp(ROOT)
-    plan = plan_cell(throwaway, all_cells, cell, stamp, proof_base, created)
-    try:
-        outcome = build_plan(Docker(), pipeline_options("build", "--ca-bundle", str(bundle)), plan)
-        assert outcome.ok, outcome.error
-        ref = plan.immutable_ref
-        log = "\n".join(outcome.log)
-        assert log.count("Successfully installed") >= 2, "pip did not run, so the bundle was never mounted"
-        assert "--mount=type=secret,id=ca" in (ROOT / "images/Dockerfile").read_text()
-        assert not [m for m in markers if m.decode() in log], "the CA appears in the build log"
-
-        inspect_text = run_docker(docker.docker_cmd + ["image", "inspect", ref])
-        history = run_docker(docker.docker_cmd + ["image", "history", "--no-trunc", ref])
-        for text in (inspect_text, history):
-            assert not [m for m in markers if m.decode() in text]
-            assert "BEGIN CERTIFICATE" not in text
-
-        archive = tmp_path / "image.tar"
-        docker.image.save(ref, output=archive)
-        leaks = {}
-        with tarfile.open(archive) as outer:
-            members = [m for m in outer.getmembers() if m.isfile()]
-            assert any(m.name.endswith(("layer.tar", ".tar")) or "blobs/" in m.name for m in members)
-            for member in members:
-                hits = find_in_stream(outer.extractfile(member), markers)
-                if hits:
-                    leaks[member.name] = hits
-        assert leaks == {}, f"the CA bundle leaked into {leaks}"
-    finally:
-        remove_repository("localhost/kerastack-test/ca-proof")
-        remove_repository("localhost/kerastack-test/ca-proof-base")
 
 
 # ---------------------------------------------------------------- the matrix builds

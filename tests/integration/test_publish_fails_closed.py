@@ -52,10 +52,15 @@ def tiny_images(tmp_path_factory, docker_engine) -> dict[str, str]:
         docker.image.remove(image_id, force=True)
 
 
+PASSWORD = "s3cret-" + os.urandom(6).hex()
+
+
 @pytest.fixture
-def registry(tmp_path):
+def registry(tmp_path, request):
+    """A registry of its own; `indirect` parametrization with (user, password) turns basic auth on."""
+    user, password = getattr(request, "param", (None, None))
     (tmp_path / "store").mkdir()
-    started = LocalRegistry(tmp_path / "store", port=free_port()).start()
+    started = LocalRegistry(tmp_path / "store", port=free_port(), user=user, password=password).start()
     yield started
     started.stop()
     started.remove_local_tags()
@@ -73,8 +78,8 @@ def reports(tmp_path, registry, tiny_images) -> Path:
     return folder
 
 
-def publish(registry: LocalRegistry, reports: Path, *args: str, fail_reads_of: str = "") -> tuple[int, str]:
-    env = {**os.environ, "KERASTACK_REPOSITORY": REPOSITORY}
+def publish(registry: LocalRegistry, reports: Path, *args: str, fail_reads_of: str = "", env: dict[str, str] | None = None) -> tuple[int, str]:
+    env = {**os.environ, "KERASTACK_REPOSITORY": REPOSITORY, **(env or {})}
     if fail_reads_of:
         wrapper_dir = reports / "bin"
         wrapper_dir.mkdir(exist_ok=True)
@@ -141,3 +146,21 @@ def test_an_existing_immutable_tag_with_other_content_is_refused(registry, repor
     assert "already exists in the registry with other content" in output
     assert registry.digest(REPOSITORY, immutable) == before
     assert "2.21.0-py3.11-cpu" not in registry.tags(REPOSITORY), "the cell tag follows its immutable tag: not pushed either"
+
+
+@pytest.mark.parametrize("registry", [("ci", PASSWORD)], indirect=True)
+def test_publish_with_basic_auth_keeps_the_password_out_of_logs_and_reports(registry, reports):
+    code, output = publish(registry, reports, "id=tf2.21.0-py3.11-cpu", "--stage", "cells", env={"REGISTRY_USER": "ci", "REGISTRY_PASSWORD": "wrong"})
+    assert code != 0 and "login to" in output and "wrong" not in output
+    assert registry.tags(REPOSITORY) == set()
+
+    code, output = publish(registry, reports, "id=tf2.21.0-py3.11-cpu", "--stage", "cells", env={"REGISTRY_USER": "ci", "REGISTRY_PASSWORD": PASSWORD})
+    assert code == 0, output
+    assert "2.21.0-py3.11-cpu" in registry.tags(REPOSITORY)
+    assert not registry.tags(REPOSITORY) & {"latest", "2.21-cpu"}, "--stage cells must not move tags"
+    texts = [output, (reports / "publish-report.json").read_text()]
+    docker_config = Path.home() / ".docker" / "config.json"
+    if docker_config.exists():
+        texts.append(docker_config.read_text())
+    assert not [t for t in texts if PASSWORD in t]
+    assert registry.host not in (docker_config.read_text() if docker_config.exists() else "")

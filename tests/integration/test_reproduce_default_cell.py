@@ -1,32 +1,78 @@
-"""Bit-identical rebuilds, for real: `python -m kerastack reproduce` builds the default CPU cell twice
-from scratch (clean `git archive` exports, no layer cache) and every layer above the base must match.
-Costs about two CPU builds; the two images it makes are removed by the command itself (checked)."""
+"""Bit-identical rebuilds, for real, and the proxy's CA never landing in an image: `python -m kerastack
+reproduce` builds the default CPU cell twice from scratch (clean `git archive` exports, no layer cache, so
+every RUN really runs, with a CA bundle that carries a unique marker certificate mounted as the BuildKit
+secret), and every layer above the base must match, while the marker must appear nowhere in the two saved
+images (layers, config, history) or their build logs. Costs two CPU builds; the command removes its two
+images itself (checked)."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 from python_on_whales import docker
 
+from kerastack import ca
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.docker
 DEFAULT_CPU = "tf2.21.0-py3.11-cpu"
 
 
-def test_two_clean_builds_of_the_default_cell_have_identical_layers(tmp_path, docker_engine, project_config):
+@pytest.fixture
+def marker_bundle(tmp_path: Path) -> tuple[Path, list[bytes]]:
+    """The host's bundle plus a freshly made, unique certificate whose text we can search for."""
+    name = f"kerastack-ca-marker-{secrets.token_hex(8)}"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k.pem"), "-subj", f"/CN={name}", "-days", "1",
+         "-out", str(tmp_path / "m.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    marker_pem = (tmp_path / "m.pem").read_text()
+    host = ca.find_bundle(None, os.environ)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text((host.read_text() if host else "") + marker_pem)
+    body_lines = [line for line in marker_pem.splitlines() if line and not line.startswith("-----")]
+    return bundle, [name.encode(), body_lines[len(body_lines) // 2].encode()]
+
+
+def find_in_stream(stream, needles: list[bytes], chunk: int = 16 << 20) -> list[bytes]:
+    found, tail = set(), b""
+    keep = max(len(n) for n in needles)
+    while block := stream.read(chunk):
+        window = tail + block
+        found.update(n for n in needles if n in window)
+        tail = window[-keep:]
+    return sorted(found)
+
+
+def leaks_in(archive: Path, markers: list[bytes]) -> dict[str, list[bytes]]:
+    """Every file of a `docker save` archive (layer tars, the config with its history) that holds a marker."""
+    leaks = {}
+    with tarfile.open(archive) as outer:
+        members = [m for m in outer.getmembers() if m.isfile()]
+        assert any(m.name.endswith((".tar", ".json")) or "blobs/" in m.name for m in members), f"{archive} is not a docker save archive"
+        for member in members:
+            if hits := find_in_stream(outer.extractfile(member), markers):
+                leaks[member.name] = hits
+    return leaks
+
+
+def test_two_clean_builds_have_identical_layers_and_no_trace_of_the_ca(tmp_path, docker_engine, project_config, marker_bundle):
+    bundle, markers = marker_bundle
     throwaway = [f"{project_config.image}:reproduce-{DEFAULT_CPU}-{n}" for n in (1, 2)]
+    work = tmp_path / "work"
     result = subprocess.run(
-        [sys.executable, "-m", "kerastack", "reproduce", "--report-dir", str(tmp_path), f"id={DEFAULT_CPU}"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
-    )
+        [sys.executable, "-m", "kerastack", "reproduce", "--report-dir", str(tmp_path), "--work-dir", str(work), "--keep-archives",
+         "--ca-bundle", str(bundle), f"id={DEFAULT_CPU}"],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ),
+    )  # fmt: skip
     report = json.loads((tmp_path / "reproduce.json").read_text())
     (cell,) = report["cells"]
     differing = [(layer["index"], layer["created_by"], layer["fields"], layer["differences"][:5]) for layer in cell["layers"] if not layer["identical"]]
@@ -43,3 +89,14 @@ def test_two_clean_builds_of_the_default_cell_have_identical_layers(tmp_path, do
     assert "two builds from scratch" in result.stderr
     assert (tmp_path / "reproduce.md").read_text().count(f"| {DEFAULT_CPU} | identical |") == 1
     assert not [ref for ref in throwaway if docker.image.exists(ref)], "the command left its two images behind"
+
+    # The CA: pip ran in both builds with the marked bundle mounted, and it is nowhere in what they made.
+    assert "--mount=type=secret,id=ca" in (ROOT / "images/Dockerfile").read_text()
+    for n in (1, 2):
+        log = (tmp_path / "logs" / f"reproduce-{DEFAULT_CPU}-{n}.log").read_text()
+        assert log.count("Successfully installed") >= 2, f"pip did not run in build {n}, so the bundle was never mounted"
+        assert not [m for m in markers if m.decode() in log], f"the CA appears in the log of build {n}"
+        assert "BEGIN CERTIFICATE" not in log
+        archive = work / f"reproduce-{DEFAULT_CPU}-{n}.tar"
+        assert leaks_in(archive, markers) == {}, f"the CA bundle leaked into build {n}"
+        archive.unlink()
