@@ -78,6 +78,8 @@ def _reproduce_cell(
     base_layers = len(docker.layers(base.ref))
     plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, commit.created)
     refs = [f"{plan.image}:reproduce-{cell.id}-{n}" for n in (1, 2)]
+    if options.work_dir is not None:
+        options.work_dir.mkdir(parents=True, exist_ok=True)  # --work-dir is created when missing
     with tempfile.TemporaryDirectory(prefix=f"kerastack-reproduce-{cell.id}-", dir=options.work_dir) as tmp:
         saved: list[SavedImage] = []
         try:
