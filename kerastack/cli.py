@@ -440,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DockerException as exc:
         err.print(f"[bold red]error:[/] docker failed: {escape(docker_error(exc))}", highlight=False)
         return 1
+    except OSError as exc:  # a file or folder the command needs cannot be read or written
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return 1
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
