@@ -635,14 +635,3 @@ def _check_registry(r: _Reader, host: str, repository: str, host_key: str, repos
         raise r.fail(
             repository_key, f"{_shown(repository)} is not a valid repository: {exc}", 'use lowercase path components, e.g. "kerastack/keras-jupyter"'
         ) from None
-
-
-REGISTRY_ENV = "KERASTACK_REGISTRY"
-REPOSITORY_ENV = "KERASTACK_REPOSITORY"
-
-
-def with_environment(config: Config, environ: dict[str, str], host: str | None = None, repository: str | None = None) -> Config:
-    """Apply --registry/--repository, else KERASTACK_REGISTRY/KERASTACK_REPOSITORY, to the config."""
-    host = host or environ.get(REGISTRY_ENV)
-    repository = repository or environ.get(REPOSITORY_ENV)
-    return with_registry(config, host, repository) if host or repository else config

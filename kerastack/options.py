@@ -18,8 +18,8 @@ from . import config as config_module
 from .errors import PipelineError
 from .layout import Layout
 
-REGISTRY_ENV = config_module.REGISTRY_ENV  # KERASTACK_REGISTRY
-REPOSITORY_ENV = config_module.REPOSITORY_ENV  # KERASTACK_REPOSITORY
+REGISTRY_ENV = "KERASTACK_REGISTRY"  # overrides [registry].host, as --registry does
+REPOSITORY_ENV = "KERASTACK_REPOSITORY"  # overrides [registry].repository, as --repository does
 BUILDER_ENV = "BUILDX_BUILDER"
 OFFLINE_BASE_ENV = "KERASTACK_OFFLINE_BASE"  # "1": bootstrap the offline base, do not pull the official one
 MIRROR_ENV = "DEBIAN_MIRROR"
@@ -106,7 +106,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str], *, is_root: bo
         filter=tuple(getattr(args, "filter", None) or ()),
         registry=args.registry or environ.get(REGISTRY_ENV) or None,
         repository=args.repository or environ.get(REPOSITORY_ENV) or None,
-        ca_bundle=ca.find_bundle(explicit_bundle, environ) if _builds(args) else None,
+        ca_bundle=ca.find_bundle(explicit_bundle, environ) if hasattr(args, "ca_bundle") else None,  # the commands that build
         builder=getattr(args, "builder", None) or environ.get(BUILDER_ENV) or None,
         cache_from=getattr(args, "cache_from", None),
         cache_to=getattr(args, "cache_to", None),
@@ -119,11 +119,6 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str], *, is_root: bo
         registry_credentials=_credentials(environ),
         extra={k: v for k, v in vars(args).items() if k not in _COMMON},
     )
-
-
-def _builds(args: argparse.Namespace) -> bool:
-    """Commands that build (and so may need the proxy's CA), or read a CA bundle option."""
-    return hasattr(args, "ca_bundle") or args.command in ("build", "image", "reproduce")
 
 
 def _folder(project: Path, value: str | Path, option: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import os
@@ -29,16 +30,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smoke-report-dir", default="", help="write one smoke report per cell (smoke/<cell>.json) under this folder")
 
 
+@functools.cache
+def project_selection():
+    """versions.toml with the registry overrides, and its matrix, read the way the CLI reads them."""
+    from kerastack.options import select
+
+    return select(pipeline_options("matrix"))
+
+
 def smoke_cells(config: pytest.Config) -> list[str]:
     """--cells, else the matrix's default cells (what `make run`, `make run-gpu` and `latest` serve)."""
     chosen = config.getoption("--cells")
     if chosen:
         return [c for c in chosen.split(",") if c]
-    from kerastack import config as config_module
     from kerastack import matrix
 
-    project = config_module.with_environment(config_module.load(ROOT / "versions.toml"), dict(os.environ))
-    return [cell.id for cell in matrix.default_cells(project, matrix.cells(project))]
+    selection = project_selection()
+    return [cell.id for cell in matrix.default_cells(selection.config, selection.all_cells)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -52,16 +60,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def project_config():
-    from kerastack import config
-
-    return config.with_environment(config.load(ROOT / "versions.toml"), dict(os.environ))
+    return project_selection().config
 
 
 @pytest.fixture(scope="session")
 def all_cells(project_config):
-    from kerastack import matrix
-
-    return matrix.cells(project_config)
+    return list(project_selection().all_cells)
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ from tests.registry import LocalRegistry
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 CELLS = ["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"]
-REPOSITORY = os.environ.get("KERASTACK_REPOSITORY", "kerastack/keras-jupyter")  # where publish sends them (config.with_environment)
+REPOSITORY = os.environ.get("KERASTACK_REPOSITORY", "kerastack/keras-jupyter")  # where publish sends them (the options' KERASTACK_REPOSITORY)
 
 
 def publish(registry: LocalRegistry, reports: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

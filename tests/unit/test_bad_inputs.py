@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kerastack import cli, config, matrix, tags
+from kerastack import cli, config, matrix, options, tags
 from kerastack.errors import ConfigError
 from kerastack.tags import BuildStamp
 from kerastack.versions import Version
@@ -285,6 +285,6 @@ def test_the_cli_on_random_files_and_filters_exits_0_or_2_without_a_traceback(tm
 
 @pytest.mark.parametrize("key", ["--registry", "--repository"])
 def test_environment_overrides_are_validated(monkeypatch, capsys, key):
-    monkeypatch.setenv(config.REGISTRY_ENV if key == "--registry" else config.REPOSITORY_ENV, "Bad..Name")
+    monkeypatch.setenv(options.REGISTRY_ENV if key == "--registry" else options.REPOSITORY_ENV, "Bad..Name")
     code, _, err, _ = run_cli(capsys, "--project-dir", str(ROOT), "--config", str(SAMPLE), "tags")
     assert code == 2 and "Traceback" not in err
