@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-DIR ?= $(CURDIR)
+DIR ?= .
 FILTER ?=
+REQS ?=
+PLATFORM ?=
 NOX := $(VENV)/bin/nox
 KERASTACK := $(VENV)/bin/python -m kerastack
 
@@ -12,12 +14,13 @@ KERASTACK := $(VENV)/bin/python -m kerastack
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  Variables: DIR=folder to mount (run), FILTER='tf=2.21 variant=cpu' (build/smoke/publish)"
+	@echo "  Variables: DIR=folder to mount (run), REQS=requirements file to add (run), PLATFORM=linux/amd64 or linux/arm64 to run and check"
+	@echo "             (default: the Docker engine's own; another runs under emulation), FILTER='tf=2.21 variant=cpu' (build/smoke/publish)"
 
-$(VENV)/.ready: pyproject.toml
+$(VENV)/.ready: pyproject.toml requirements/pipeline.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet nox uv -e .
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/pipeline.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 venv: $(VENV)/.ready ## create .venv with nox and the pipeline
@@ -25,11 +28,17 @@ venv: $(VENV)/.ready ## create .venv with nox and the pipeline
 engine: venv ## install and start the Docker engine and buildx if missing (as root)
 	$(KERASTACK) engine
 
-run: venv ## JupyterLab (CPU) on DIR (default: this folder) at http://localhost:8888
-	@ref=$$($(KERASTACK) image --variant cpu) && scripts/launch --image "$$ref" --pull never --dir "$(DIR)"
+run: venv ## JupyterLab (CPU) on DIR (default: this folder) at http://localhost:8888; REQS=FILE adds your packages
+	@ref=$$($(KERASTACK) image --variant cpu) && scripts/launch --image "$$ref" --pull never --dir "$$LAUNCH_DIR"
 
-run-gpu: venv ## JupyterLab (GPU) on DIR; the host needs the NVIDIA Container Toolkit
-	@ref=$$($(KERASTACK) image --variant gpu) && scripts/launch --gpu --image "$$ref" --pull never --dir "$(DIR)"
+# DIR, REQS and PLATFORM reach the launcher through the environment, unexpanded: `$`, `"` or spaces in a
+# folder or file name cannot change what is mounted or read, and the launcher checks PLATFORM itself.
+run run-gpu: export LAUNCH_DIR = $(value DIR)
+run run-gpu check check-gpu: export KERASTACK_REQUIREMENTS = $(value REQS)
+run run-gpu check check-gpu: export KERASTACK_PLATFORM = $(value PLATFORM)
+
+run-gpu: venv ## JupyterLab (GPU) on DIR; the host needs the NVIDIA Container Toolkit; REQS=FILE as for run
+	@ref=$$($(KERASTACK) image --variant gpu) && scripts/launch --gpu --image "$$ref" --pull never --dir "$$LAUNCH_DIR"
 
 check: venv ## the CPU image's self-check: versions, TensorFlow's devices, a verdict
 	@ref=$$($(KERASTACK) image --variant cpu) && scripts/launch --check --image "$$ref" --pull never

@@ -16,8 +16,14 @@ nox.needs_version = ">=2024.3.2"
 PYTHON = "3.11"
 
 
+PIPELINE_LOCK = "requirements/pipeline.txt"  # pyproject's dependencies and extras, nox and uv, with hashes
+
+
 def _install(session: nox.Session, *extras: str) -> None:
-    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+    """The pipeline's own dependencies from the hash lock (it holds every extra: `extras` only say what a
+    session uses), so whatever PyPI serves at the moment never runs here; then the project, nothing more."""
+    session.install("--require-hashes", "-r", PIPELINE_LOCK)
+    session.install("--no-deps", "--no-build-isolation", "-e", ".")
 
 
 def _kerastack(session: nox.Session, *args: str) -> None:
@@ -64,7 +70,7 @@ publish = _command("publish", "publish", "Push the cells that passed smoke tests
 bench = _command(
     "bench",
     "bench",
-    "Launcher start->URL and the first TF import against Docker's floor: reports/bench.{json,md} (not run by default).",
+    "Launcher start->URL, the first TF import and a JupyterHub spawn against their floors: reports/bench.{json,md} (not run by default).",
     default=False,
 )
 

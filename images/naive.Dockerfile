@@ -3,8 +3,12 @@
 # (one stage, one pip install, apt with recommends and its lists left behind).
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
-# hadolint ignore=DL3009,DL3015
-RUN apt-get update && apt-get install -y python3 python3-venv ca-certificates tini passwd git curl wget less nano procps
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# hadolint ignore=DL3008,DL3009,DL3015
+RUN headers=(); if [ ! -e /usr/local/bin/python3 ]; then headers=(python3-dev); fi; \
+    apt-get update && apt-get install -y python3 python3-venv ca-certificates tini passwd git curl wget less nano procps \
+    pandoc texlive-xetex texlive-fonts-recommended texlive-plain-generic cm-super dvipng \
+    ffmpeg fonts-liberation fonts-dejavu gcc g++ make libc6-dev "${headers[@]}"
 COPY requirements.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \

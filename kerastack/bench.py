@@ -5,7 +5,9 @@ Two comparisons, each the median of N runs taken in alternation on the same mach
 - start to URL: `scripts/launch --detach` (image present) until it prints the URL, against a plain
   `docker run -d` of the same image plus polling Jupyter's `/api` every 50 ms;
 - the first `import tensorflow, keras` in a fresh container, against the same import in a container
-  where root compiled the bytecode at run time first (`python -m compileall /opt/venv`).
+  where root compiled the bytecode at run time first (`python -m compileall /opt/venv`);
+- a JupyterHub spawn (kerastack/hub.py: the DockerSpawner example on a real hub), from the API request
+  until the user's server answers through the hub's proxy, against the launcher's start to URL.
 
 The pure parts (medians, ratios, the Markdown) are unit-tested; `run` talks to the real engine.
 """
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import contract
+from . import contract, hub
 from .docker_client import Docker
 from .errors import PipelineError
 from .files import write_atomic
@@ -203,6 +205,33 @@ class BenchOptions:
     report_dir: Path = Path("reports")
     start_target: float = 1.15
     import_target: float = 1.1
+    hub_target: float = 1.3
+    install_hub_script: Path | None = None  # with the example config: measure a hub spawn too
+    hub_example_config: Path | None = None
+
+
+HUB_BENCH_USER = "bench"
+
+
+def hub_spawn(docker: Docker, options: BenchOptions, launcher_folder: Path, log: Callable[[str], None]) -> Comparison:
+    """Hub spawns (API request -> /user/NAME/api through the proxy) alternated with launcher starts, on one hub."""
+    assert options.install_hub_script and options.hub_example_config
+    home = hub.install(options.install_hub_script)
+    with tempfile.TemporaryDirectory(prefix="kerastack-bench-hub-") as work:
+        settings = hub.HubSettings(options.image, options.hub_example_config, home, Path(work), (HUB_BENCH_USER,))
+        with hub.running_hub(settings, docker, log) as running:
+            token = running.user_token(HUB_BENCH_USER)
+
+            def one_spawn() -> float:
+                seconds = running.spawn(HUB_BENCH_USER, token)
+                running.stop_server(HUB_BENCH_USER)
+                log(f"  hub spawn: {seconds:.2f} s")
+                return seconds
+
+            spawned, launched = alternate(options.runs, one_spawn, lambda: launcher_to_url(docker, options.launcher, options.image, launcher_folder, log))
+    return Comparison(
+        "hub spawn", "JupyterHub API request -> server answers through the proxy", "scripts/launch --detach to URL", spawned, launched, options.hub_target
+    )
 
 
 def run(docker: Docker, options: BenchOptions, log: Callable[[str], None]) -> BenchReport:
@@ -221,6 +250,9 @@ def run(docker: Docker, options: BenchOptions, log: Callable[[str], None]) -> Be
         report.comparisons.append(
             Comparison("start to URL", "scripts/launch --detach", "docker run -d + /api every 50 ms", launched, floor, options.start_target)
         )
+        if options.install_hub_script and options.hub_example_config:
+            log("hub spawn: JupyterHub + DockerSpawner vs the launcher")
+            report.comparisons.append(hub_spawn(docker, options, folder, log))
     log("first import tensorflow, keras: as shipped vs after compileall as root")
     shipped, compiled = alternate(options.runs, lambda: first_import(docker, options.image, False, log), lambda: first_import(docker, options.image, True, log))
     report.comparisons.append(

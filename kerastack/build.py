@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -67,11 +69,13 @@ def build_matrix(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("matrix", total=len(selection.selected))
+        engine = docker.engine_platform()
         for cell in selection.selected:
             progress.update(task, description=f"{cell.id}: starting")
             report = _build_cell(
-                docker, options, selection, cell, stamp, created, statuses[cell.id], bases, (extra_tags or {}).get(cell.id, ()), progress, task, console
+                docker, options, selection, cell, engine, stamp, created, statuses[cell.id], bases, (extra_tags or {}).get(cell.id, ()), progress, task, console
             )
+            report.platform = cell.platform
             if report.status == "built" and report.previous_image_id and docker.image_id(report.previous_image_id):
                 previous_layers[cell.id] = [(layer.diff_id, layer.size) for layer in docker.layers(report.previous_image_id)]
             results.append(report)
@@ -84,8 +88,17 @@ def build_matrix(
     return report
 
 
-def _build_cell(docker, options, selection, cell, stamp, created, status, bases, extra_tags, progress, task, console) -> CellReport:
-    """One cell: its lock must be current, its base at hand; a failure is reported, never raised."""
+def _build_cell(docker, options, selection, cell, engine, stamp, created, status, bases, extra_tags, progress, task, console) -> CellReport:
+    """One cell: built natively for its platform, its lock current, its base at hand; a failure is reported, never raised."""
+    # This build runs on and for the engine's own platform only: fail closed, never an image that says the
+    # engine's platform under a cell of another.
+    if not cell.is_default_platform:
+        console.print(f"[red]✗ {cell.id}[/]: building {cell.platform} images is not implemented yet")
+        why = f"building {cell.platform} images is not implemented yet (issue 17); leave {cell.platform} out of variants.{cell.variant}.platforms"
+        return CellReport.failed(cell.id, why)
+    if cell.platform != engine:
+        console.print(f"[red]✗ {cell.id}[/]: this engine builds {engine} images, not {cell.platform}")
+        return CellReport.failed(cell.id, f"this engine builds {engine} images, not {cell.platform}: build {cell.platform} cells on a {cell.platform} engine")
     if status.state != "ok":
         console.print(f"[red]✗ {cell.id}[/]: lock {status.state}: {escape(status.detail)}")
         return CellReport.failed(cell.id, f"lock {status.state}: {status.detail}; run `nox -s lock -- id={cell.id}`")
@@ -98,8 +111,26 @@ def _build_cell(docker, options, selection, cell, stamp, created, status, bases,
         console.print(f"[red]✗ {cell.id}[/]: base image: {escape(str(exc))}")
         return CellReport.failed(cell.id, f"base image: {exc}")
     base = bases[str(cell.python)]
-    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, created)
+    base_record = base_images.record(docker, base)
+    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, created, base_images.labels(base, base_record))
     previous_id = docker.image_id(plan.cell_ref)
+    naive = _start_naive(docker, options, plan, base.ref) if options.naive else None
+    try:
+        report = _build_cell_image(docker, options, plan, base, base_record, previous_id, stamp, created, extra_tags, progress, task, console)
+    finally:
+        if naive is not None:
+            progress.update(task, description=f"{cell.id}: naive baseline")
+            measured = naive.result()  # waited for even when the cell failed: its image is removed in there
+    if naive is not None and report.status == "built":
+        report.naive_size, report.naive_seconds, report.naive_error = measured.size, measured.seconds, measured.error
+    if report.status == "built":
+        console.print(f"[green]✓ {cell.id}[/] {report.size / 1e9:.2f} GB in {report.seconds:.0f} s ({report.cached_steps}/{report.total_steps} steps cached)")
+    return report
+
+
+def _build_cell_image(docker: Docker, options: Options, plan: BuildPlan, base, base_record, previous_id: str | None, stamp: BuildStamp, created,
+                      extra_tags: Sequence[str], progress: Progress, task, console: Console) -> CellReport:  # fmt: skip
+    cell = plan.cell
     outcome = build_plan(
         docker, options, plan, tags=[*plan.local_refs, *extra_tags], on_step=lambda step: progress.update(task, description=escape(f"{cell.id}: {step}"))
     )
@@ -108,16 +139,12 @@ def _build_cell(docker, options, selection, cell, stamp, created, status, bases,
         console.print(f"[red]✗ {cell.id}[/] failed after {outcome.seconds:.0f} s: {escape(outcome.error)}")
         console.print("\n".join(outcome.log[-40:]), markup=False, highlight=False)
         return CellReport.failed(cell.id, outcome.error, seconds=outcome.seconds, log_file=str(log_file))
-    report = _built(docker, plan, outcome, base, previous_id, str(log_file))
+    report = _built(docker, plan, outcome, base, base_record, previous_id, str(log_file))
     try:
         _write_manifest(docker, options, plan, base.ref, stamp, created, report)
     except (DockerException, ValueError, KeyError) as exc:  # an image without its manifest is not shippable
         console.print(f"[red]✗ {cell.id}[/]: manifest: {escape(str(exc))}")
         return CellReport.failed(cell.id, f"manifest: cannot read {contract.MANIFEST_PATH} from the image: {exc}", outcome.seconds, str(log_file))
-    if options.naive:
-        progress.update(task, description=f"{cell.id}: naive baseline")
-        _measure_naive(docker, options, plan, base.ref, report)
-    console.print(f"[green]✓ {cell.id}[/] {report.size / 1e9:.2f} GB in {outcome.seconds:.0f} s ({outcome.cached_steps}/{outcome.total_steps} steps cached)")
     return report
 
 
@@ -131,8 +158,8 @@ def _known_layers(docker: Docker, selection: Selection, results: Sequence[CellRe
     return known
 
 
-def _built(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, base: base_images.BaseImage, previous_id: str | None, log_file: str) -> CellReport:
-    base_record = base_images.record(docker, base)
+def _built(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, base: base_images.BaseImage, base_record: base_images.BaseRecord, previous_id: str | None,
+           log_file: str) -> CellReport:  # fmt: skip
     return CellReport(
         cell=plan.id,
         status="built",
@@ -149,6 +176,7 @@ def _built(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, base: base_im
         base_image_id=base_record.image_id,
         base_suite=base_record.suite,
         base_mirror=base_record.mirror,
+        base_created=base_record.created,
         log_file=log_file,
         previous_image_id=previous_id if previous_id and previous_id != outcome.image_id else None,
         layers=[(layer.diff_id, layer.size) for layer in docker.layers(plan.immutable_ref)],
@@ -165,6 +193,9 @@ def _write_manifest(docker: Docker, options: Options, plan: BuildPlan, base_ref:
     """reports/manifests/<cell>.{json,md,cdx.json}: the image's own manifest plus its id, tags and sizes."""
     base_layers = len(docker.layers(base_ref))
     report.os_layer_size = report.layers[base_layers][1] if len(report.layers) > base_layers else None
+    own = [size for _, size in report.layers[base_layers:] if size > 0]  # WORKDIR leaves an empty layer on BuildKit 0.8
+    names = contract.image_layers(plan.cell.variant)
+    report.named_layers = list(zip(names, own, strict=True)) if len(own) == len(names) else []
     in_image = json.loads(docker.read_file(plan.immutable_ref, contract.MANIFEST_PATH))
     full = manifest.with_image(
         in_image, image_id=report.image_id, tags=report.tags, size=report.size, os_layer_size=report.os_layer_size, revision=stamp.revision, created=created
@@ -173,7 +204,31 @@ def _write_manifest(docker: Docker, options: Options, plan: BuildPlan, base_ref:
     report.manifest_files = [str(write_atomic(directory / name, text)) for name, text in manifest.rendered(full).items()]
 
 
-def _measure_naive(docker: Docker, options: Options, plan: BuildPlan, base_ref: str, report: CellReport) -> None:
+@dataclass(frozen=True)
+class NaiveMeasure:
+    size: int | None = None
+    seconds: float | None = None
+    error: str = ""
+
+
+def _start_naive(docker: Docker, options: Options, plan: BuildPlan, base_ref: str) -> Future[NaiveMeasure]:
+    """The naive baseline, built alongside the cell: it shares nothing with the cell's build but the base,
+    and much of it waits on downloads, so the two overlap instead of queueing. Collect with `.result()`."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"naive-{plan.id}")
+    future = pool.submit(_measure_naive_or_say_why, docker, options, plan, base_ref)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _measure_naive_or_say_why(docker: Docker, options: Options, plan: BuildPlan, base_ref: str) -> NaiveMeasure:
+    """A measurement, not a guard: whatever stops it is reported in the cell's naive_error."""
+    try:
+        return _measure_naive(docker, options, plan, base_ref)
+    except Exception as exc:  # noqa: BLE001 (reported, never raised from the thread)
+        return NaiveMeasure(error=f"naive baseline: {type(exc).__name__}: {str(exc).strip()[-300:]}")
+
+
+def _measure_naive(docker: Docker, options: Options, plan: BuildPlan, base_ref: str) -> NaiveMeasure:
     """Build the same pins the naive way (one `pip install` in one RUN), measure it, remove it."""
     cell: Cell = plan.cell
     pins = lock_plan.locked_versions(options.root, cell)
@@ -188,9 +243,9 @@ def _measure_naive(docker: Docker, options: Options, plan: BuildPlan, base_ref: 
         )
     try:
         if outcome.ok:
-            report.naive_size = docker.size(tag)
-            report.naive_seconds = round(outcome.seconds, 1)
-        else:
-            report.naive_error = outcome.error
+            return NaiveMeasure(docker.size(tag), round(outcome.seconds, 1))
+        return NaiveMeasure(error=outcome.error)
+    except DockerException as exc:
+        return NaiveMeasure(error=f"measuring the naive image: {str(exc).strip()[-300:]}")
     finally:
         docker.remove_images([tag])

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .contract import DEFAULT_PLATFORM
 from .errors import PipelineError
 from .files import read_json, write_atomic
 from .layout import BUILD_REPORT, BUILD_REPORT_MD
@@ -18,6 +19,7 @@ MARKDOWN_NAME = BUILD_REPORT_MD
 class CellReport:
     cell: str
     status: str  # built | failed
+    platform: str = DEFAULT_PLATFORM  # the cell's platform, e.g. linux/arm64 (reports written before it had none: the default)
     tags: list[str] = field(default_factory=list)
     moving_tags: list[str] = field(default_factory=list)
     image_id: str = ""
@@ -30,6 +32,7 @@ class CellReport:
     base_image_id: str = ""  # the base actually used, and for a bootstrapped one its Debian suite and mirror
     base_suite: str = ""
     base_mirror: str = ""
+    base_created: str = ""  # a bootstrapped base's import time: the day's snapshot of its suite
     log_file: str = ""
     error: str = ""
     previous_image_id: str | None = None
@@ -40,6 +43,7 @@ class CellReport:
     upgrade_download_bytes: int | None = None
     rebuild_download_bytes: int | None = None  # from the image this cell's tag had before this build
     os_layer_size: int | None = None  # the base step's apt layer (OS tools) on top of the base image
+    named_layers: list[tuple[str, int]] = field(default_factory=list)  # contract.image_layers' names and sizes, bottom first
     manifest_files: list[str] = field(default_factory=list)
     naive_size: int | None = None
     naive_seconds: float | None = None
@@ -49,6 +53,43 @@ class CellReport:
     @classmethod
     def failed(cls, cell: str, error: str, seconds: float = 0.0, log_file: str = "") -> CellReport:
         return cls(cell=cell, status="failed", error=error, seconds=round(seconds, 1), log_file=log_file)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_layer_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, list | tuple) and len(v) == 2 and isinstance(v[0], str) and _is_int(v[1]) for v in value)
+
+
+# What each field of a cell entry must be when read back: the types `to_json` writes, from the annotations.
+_TYPES = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("a whole number", _is_int),
+    "float": ("a number", _is_number),
+    "list[str]": ("a list of strings", _is_str_list),
+    "list[tuple[str, int]]": ("a list of [diff ID, size] pairs", _is_layer_list),
+}
+
+
+def _field_check(annotation: str):
+    optional = annotation.endswith(" | None")
+    words, check = _TYPES[annotation.removesuffix(" | None")]
+    return words + (" or null" if optional else ""), lambda v: (optional and v is None) or check(v)
+
+
+_FIELD_TYPES, _FIELD_CHECKS = {}, {}
+for _field in fields(CellReport):
+    _FIELD_TYPES[_field.name], _FIELD_CHECKS[_field.name] = _field_check(str(_field.type))
 
 
 @dataclass
@@ -79,10 +120,16 @@ class BuildReport:
                     raise TypeError(
                         f"a cell entry has unknown keys or no cell name: {sorted(set(entry) - known) if isinstance(entry, dict) else entry!r}"[:200]
                     )
-                layers = [(str(d), int(n)) for d, n in entry.get("layers", [])]
-                cells.append(CellReport(**{**entry, "layers": layers}))
+                for name, value in entry.items():
+                    if not _FIELD_CHECKS[name](value):
+                        raise TypeError(f"{entry['cell']!r}"[:80] + f": {name} is not {_FIELD_TYPES[name]}")
+                if entry.get("status") not in ("built", "failed"):
+                    raise TypeError(f"{entry['cell']!r}"[:80] + ": status is neither built nor failed")
+                layers = [(d, n) for d, n in entry.get("layers", [])]
+                named = [(name, n) for name, n in entry.get("named_layers", [])]
+                cells.append(CellReport(**{**entry, "layers": layers, "named_layers": named}))
             rest = {k: data[k] for k in ("revision", "created", "filter_cells")}
-            if not all(isinstance(rest[k], str) for k in ("revision", "created")) or not isinstance(rest["filter_cells"], list):
+            if not all(isinstance(rest[k], str) for k in ("revision", "created")) or not _is_str_list(rest["filter_cells"]):
                 raise TypeError("revision, created and filter_cells have the wrong types")
             return cls(cells=cells, **rest)
         except (TypeError, KeyError, ValueError) as exc:
@@ -124,24 +171,28 @@ def to_markdown(report: BuildReport) -> str:
         "also have; *bytecode*: the `.pyc` files compiled at build time, included in the size. "
         "*Upgrade*: what a user who has the previous TensorFlow release of the same Python/variant/CUDA downloads.",
         "",
-        "| cell | status | size | naive single-stage | shared with other cells | upgrade download | build s | cached steps | tags |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cell | platform | status | size | naive single-stage | shared with other cells | upgrade download | build s | cached steps | tags |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in report.cells:
         if c.status != "built":
             error = " ".join(c.error.split()).replace("|", "\\|")[:160]
-            lines.append(f"| {c.cell} | **failed**: {error} | | | | | {c.seconds:.0f} | | |")
+            lines.append(f"| {c.cell} | {c.platform} | **failed**: {error} | | | | | {c.seconds:.0f} | | |")
             continue
         naive = human(c.naive_size) + (f" ({100 * (1 - c.size / c.naive_size):.0f}% saved)" if c.naive_size else "")
         upgrade = f"{human(c.upgrade_download_bytes)} from {c.upgrade_from}" if c.upgrade_from else "–"
         tags = "<br>".join(f"`{t.rsplit(':', 1)[-1]}`" for t in c.tags + c.moving_tags)
         size = human(c.size) + (f" (bytecode {human(c.bytecode_bytes)})" if c.bytecode_bytes else "")
-        cells = (c.cell, "built", size, naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
+        cells = (c.cell, c.platform, "built", size, naive, human(c.shared_bytes), upgrade, f"{c.seconds:.0f}", f"{c.cached_steps}/{c.total_steps}", tags)
         lines.append("| " + " | ".join(cells) + " |")
     with_os = [c for c in report.cells if c.os_layer_size is not None]
     if with_os:
         lines += ["", "OS packages layer (the base step's apt install: tini, git, curl, wget, less, nano, procps, ...):"]
         lines += [f"- {c.cell}: {human(c.os_layer_size)}" for c in with_os]
+    named = [c for c in report.cells if c.named_layers]
+    if named:
+        lines += ["", "Layers on top of the base image, bottom first (toolkit: pandoc, TeX, ffmpeg, fonts, compilers; venv: the locked pip and setuptools):"]
+        lines += [f"- {c.cell}: " + ", ".join(f"{name} {human(size)}" for name, size in c.named_layers) for c in named]
     manifests = [f for c in report.cells for f in c.manifest_files if f.endswith(".md")]
     if manifests:
         lines += ["", "Manifests (packages and versions of each image): " + ", ".join(f"`{f}`" for f in manifests)]

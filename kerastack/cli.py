@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import contract, engine, layout, lock_plan, matrix, tags
+from . import manifest as manifest_module
 from . import options as options_module
 from .build_report import load_build_report
 from .docker_client import Docker, DockerException, docker_error
@@ -46,12 +48,12 @@ def cmd_matrix(options: Options) -> int:
         print(json.dumps({"include": [p.as_json() for p in plans]}, separators=(",", ":") if compact else None, indent=None if compact else 2))
         return 0
     table = Table(title=f"{len(s.selected)} of {len(s.all_cells)} cells ({matrix.Filter.parse(options.filter)})")
-    for column in ("cell", "TensorFlow", "Keras", "Python", "variant", "CUDA", "cell tag", "moving tags"):
+    for column in ("cell", "TensorFlow", "Keras", "Python", "variant", "CUDA", "platform", "cell tag", "moving tags"):
         table.add_column(column)
     for p in plans:
         release = s.config.tensorflow[p.cell.tensorflow]
         table.add_row(
-            p.id, str(p.cell.tensorflow), str(release.keras), str(p.cell.python), p.cell.variant, str(p.cell.cuda or "–"), p.tags.cell,
+            p.id, str(p.cell.tensorflow), str(release.keras), str(p.cell.python), p.cell.variant, str(p.cell.cuda or "–"), p.cell.platform, p.tags.cell,
             ", ".join(p.tags.moving) or "–",
         )  # fmt: skip
     out.print(table)
@@ -116,6 +118,25 @@ def cmd_changes(options: Options) -> int:
     return 0
 
 
+def cmd_readme(options: Options) -> int:
+    """README.md's package list, rendered from the default CPU cell's lock (the same content as its manifest)."""
+    s = select(options)
+    cell = matrix.default_cell(s.config, "cpu", s.all_cells)
+    block = manifest_module.packages_markdown(cell.id, lock_plan.read_meta(lock_plan.lock_dir(options.root, cell)))
+    readme = options.root / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    new = manifest_module.with_readme_block(text, block)
+    if options.get("check"):
+        if new != text:
+            raise PipelineError("README.md's package list differs from the default CPU cell's lock: run `python -m kerastack readme`")
+        err.print("README.md's package list matches the lock")
+        return 0
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    err.print(f"README.md: package list of {cell.id}")
+    return 0
+
+
 def cmd_engine(options: Options) -> int:
     docker = Docker()
     status = engine.ensure(docker, install=options.install_engine and not options.get("check"), install_script=options.layout.install_docker_script)
@@ -130,7 +151,7 @@ def cmd_base_images(options: Options) -> int:
     docker = _engine(options)
     for version in sorted({c.python for c in s.selected}):
         base = base_images.resolve(docker, s.config.python[version], offline=options.offline_base, mirror=options.debian_mirror)
-        out.print(f"✓ Python {version}: {base.ref} ({base.source}{f', {base.seconds:.0f} s' if base.seconds else ''})")
+        out.print(f"✓ Python {version}: {base.ref} ({base.source}{', reused' if base.reused else ''}{f', {base.seconds:.0f} s' if base.seconds else ''})")
     return 0
 
 
@@ -162,8 +183,11 @@ def cmd_image(options: Options) -> int:
         try:
             err.print(f"pulling {ref} ...")
             docker.pull(ref)
-        except DockerException:  # not published anywhere reachable: build it here
-            err.print(f"{ref} is not in a reachable registry: building it locally (one-time; about 1-3 minutes)")
+        except DockerException as exc:  # not published anywhere reachable: build it here, saying why
+            why = docker_error(exc)
+            if re.search(r"toomanyrequests|rate limit|incorrect username or password|unauthorized: authentication required", why, re.I):
+                raise PipelineError(f"pulling {ref} failed: {why}; wait out the rate limit or fix `docker login` (nothing was built)") from None
+            err.print(f"{ref} could not be pulled ({why}): building it locally (one-time; about 1-3 minutes)", markup=False)
             if _build(options, select(options, [f"id={cell.id}"]), docker) != 0:
                 raise PipelineError(f"could not build {cell.id}; see the log above") from None
     print(ref)
@@ -196,7 +220,9 @@ def cmd_bench(options: Options) -> int:
 
     s = select(options)
     image = options.get("image") or f"{s.config.image}:{tags.cell_tag(matrix.default_cell(s.config, 'cpu', s.all_cells))}"
-    bench = BenchOptions(image=image, launcher=options.layout.launcher, runs=options.get("runs"), report_dir=options.report_dir)
+    layout_ = options.layout
+    hub_paths = {} if options.get("no_hub") else {"install_hub_script": layout_.install_hub_script, "hub_example_config": layout_.hub_example_config}
+    bench = BenchOptions(image=image, launcher=options.layout.launcher, runs=options.get("runs"), report_dir=options.report_dir, **hub_paths)
     report = run(_engine(options), bench, lambda m: err.print(m, markup=False, highlight=False))
     print(report.to_markdown(), end="")
     err.print(f"report: {options.report_dir / layout.BENCH_REPORT_MD}")
@@ -235,22 +261,24 @@ def cmd_publish(options: Options) -> int:
         build = load_build_report(options.report_dir)
         cells = _report_cells(options, s)
         smoke = smoke_report.load(options.report_dir, [c.id for c in cells])
-        gates = publish_plan.Gates(allow_dirty=bool(options.get("allow_dirty")), allow_untested_gpu=bool(options.get("allow_untested_gpu")))
+        gates = publish_plan.Gates(
+            allow_dirty=bool(options.get("allow_dirty")),
+            allow_untested_gpu=bool(options.get("allow_untested_gpu")),
+            allow_bootstrapped_base=bool(options.get("allow_bootstrapped_base")),
+        )
         plan = publish_plan.plan_publish(s.config, s.all_cells, cells, build, smoke, gates=gates, move_tags=stage == "all")
     dry_run = bool(options.get("dry_run"))
     if not dry_run:
         _engine(options)
+    report = options.report_dir / (layout.MOVING_REPORT if stage == "moving" else layout.PUBLISH_REPORT)
     with publish.registry_client(s.config.registry, options.registry_credentials) as client:
-        # execute() stops a failing cell and goes on; its result, pushed and not pushed, is always written.
+        # execute() stops a failing cell and goes on; its report, pushed and not pushed, is always written.
         result = publish.execute(
             plan, client, dry_run=dry_run, attempts=options.get("retries") + 1, backoff=options.get("backoff"),
-            log=lambda m: err.print(m, highlight=False, markup=False),
+            log=lambda m: err.print(m, highlight=False, markup=False), report=None if dry_run else report,
         )  # fmt: skip
     if not dry_run:
-        from .files import write_atomic
-
-        path = write_atomic(options.report_dir / (layout.MOVING_REPORT if stage == "moving" else layout.PUBLISH_REPORT), result.to_json())
-        err.print(f"report: {path}")
+        err.print(f"report: {report}")
     return 0 if result.ok else 1
 
 
@@ -395,11 +423,13 @@ def parser() -> argparse.ArgumentParser:
     sp = command("reproduce", cmd_reproduce, "build each selected cell twice from scratch and compare the layers; writes reports/reproduce.{json,md}")
     _build_options(sp)
     _report_dir(sp, "where reproduce.{json,md} go, relative to --project-dir (default: reports/)")
-    sp.add_argument("--work-dir", help="where the two exports and saved images go (default: the system's temp dir)")
-    sp.add_argument("--keep-archives", action="store_true", help="keep the two saved images (docker save) in --work-dir, else the report folder")
-    sp = command("bench", cmd_bench, "time the launcher and the first TF import against Docker's floor; writes reports/bench.{json,md}")
+    sp.add_argument("--work-dir", help="where the two exports (and archives, with --keep-archives) go (default: the system's temp dir)")
+    sp.add_argument("--keep-archives", action="store_true", help="write and keep the two docker save archives in --work-dir, else the report folder")
+    sp.add_argument("--keep-images", action="store_true", help="leave the two images tagged <image>:reproduce-<cell>-1 and -2 (remove them yourself)")
+    sp = command("bench", cmd_bench, "time the launcher, the first TF import and a JupyterHub spawn against their floors; writes reports/bench.{json,md}")
     sp.add_argument("--image", help="the image to measure (default: the default CPU cell's local image)")
     sp.add_argument("--runs", type=int, default=5, help="runs of each side; the report shows medians (at least 5)")
+    sp.add_argument("--no-hub", action="store_true", help="skip the JupyterHub spawn (it installs a pinned hub with scripts/install-hub.sh)")
     _report_dir(sp, "where bench.json and bench.md go, relative to --project-dir (default: reports/)")
     sp = command("smoke", cmd_smoke, "smoke-test built images in real containers; writes reports/smoke/<cell>.json")
     _report_dir(sp, "where the build report is and the smoke reports go (default: reports/)")
@@ -413,6 +443,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="show what would be pushed and moved")
     sp.add_argument("--allow-dirty", action="store_true", help="publish images built from uncommitted changes")
     sp.add_argument("--allow-untested-gpu", action="store_true", help="publish GPU cells whose GPU op did not run on a GPU (recorded in the report)")
+    sp.add_argument(
+        "--allow-bootstrapped-base", action="store_true", help="publish images built on the offline (debootstrapped) base, not the official one (recorded)"
+    )
     sp.add_argument("--retries", type=_count, default=3, help="retries of a failed push, 0 or more (default 3); there is always one attempt")
     sp.add_argument("--backoff", type=_seconds, default=2.0, help="first retry delay in seconds, doubling (default 2)")
     sp = command("check-release-tag", cmd_check_release_tag, "fail unless TAG is vMAJOR.MINOR.PATCH (semver)", filtered=False)
@@ -424,6 +457,8 @@ def parser() -> argparse.ArgumentParser:
     ):
         sp = command(name, func, help, filtered=False)
         _report_dir(sp, "folder searched for publish-report.json files (default: reports/)")
+    sp = command("readme", cmd_readme, "write README.md's package list from the default CPU cell's lock", filtered=False)
+    sp.add_argument("--check", action="store_true", help="only check that README.md's list matches the lock")
     sp = command("contract", cmd_contract, "print the image contract (UID, mount point, port, lock groups, ...) as JSON, or one value", filtered=False)
     sp.add_argument("key", nargs="?", help="one key, e.g. KERAS_UID or REPOSITORY_NAME")
     return p

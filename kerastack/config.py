@@ -46,6 +46,20 @@ class VersionRange:
 
 
 @dataclass(frozen=True)
+class PlatformFacts:
+    """What one TensorFlow release publishes for one platform (`[tensorflow."X.Y.Z".platforms."linux/arm64"]`),
+    as found on PyPI; versions.toml says how each fact was found."""
+
+    platform: str
+    packages: tuple[str, ...]  # normalised names of the TensorFlow distributions with wheels for it; () for none
+    cuda_build: bool  # its `tensorflow` wheel is built with CUDA (build_info's is_cuda_build)
+    cuda_wheels: bool  # NVIDIA's CUDA wheels, which the [and-cuda] extra names, exist for it
+
+    def key_path(self, release: Version) -> str:
+        return f'tensorflow."{release}".platforms."{self.platform}"'
+
+
+@dataclass(frozen=True)
 class TensorFlowRelease:
     version: Version
     python: VersionRange
@@ -53,6 +67,11 @@ class TensorFlowRelease:
     built_with_cudnn: Version
     cuda: VersionRange
     keras: Version
+    platforms: tuple[PlatformFacts, ...] = ()  # in versions.toml's order
+
+    def facts(self, platform: str) -> PlatformFacts | None:
+        """The release's facts for `platform`, or None when versions.toml records none."""
+        return next((f for f in self.platforms if f.platform == platform), None)
 
 
 @dataclass(frozen=True)
@@ -77,12 +96,23 @@ class CudaVersion:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    tensorflow_package: str
+    tensorflow_package: str  # on every platform, unless `package_on` names another for it
+    platforms: tuple[str, ...] = (contract.DEFAULT_PLATFORM,)  # what the variant is built for, in versions.toml's order
+    package_on: tuple[tuple[str, str], ...] = ()  # (platform, package): `tensorflow_package_on`, e.g. tensorflow on linux/arm64
 
     @property
     def needs_cuda(self) -> bool:
         """The one switch: the GPU variant, and only it, has CUDA (contract.needs_cuda)."""
         return contract.needs_cuda(self.name)
+
+    def tensorflow_package_for(self, platform: str) -> str:
+        """The TensorFlow requirement (name and extras) this variant installs on `platform`."""
+        return dict(self.package_on).get(platform, self.tensorflow_package)
+
+    def package_key(self, platform: str) -> str:
+        """The versions.toml key that chooses that package: what to change when it has no wheels there."""
+        on = dict(self.package_on)
+        return f'variants.{self.name}.tensorflow_package_on."{platform}"' if platform in on else f"variants.{self.name}.tensorflow_package"
 
 
 @dataclass(frozen=True)
@@ -93,7 +123,20 @@ class Rule:
     python: Version | None = None
     variant: str | None = None
     cuda: Version | None = None
+    platform: str | None = None  # an include without one names a cell of contract.DEFAULT_PLATFORM
     key_path: str = ""
+
+
+@dataclass(frozen=True)
+class JupyterHub:
+    """[jupyterhub]: the single-user server in the images. A hub spawns a singleuser server of its own
+    major version only, so `hub_major` is the one hub series these images work with."""
+
+    version: Version
+
+    @property
+    def hub_major(self) -> int:
+        return self.version.parts[0]
 
 
 @dataclass(frozen=True)
@@ -109,8 +152,7 @@ class Config:
     registry: str
     repository: str
     defaults: Defaults
-    jupyter_packages: tuple[str, ...]
-    science_packages: tuple[str, ...]
+    group_packages: dict[str, tuple[str, ...]]  # contract.PACKAGE_GROUPS -> the table's requirements (() for an absent table)
     tensorflow: dict[Version, TensorFlowRelease]
     python: dict[Version, PythonVersion]
     cuda: dict[Version, CudaVersion]
@@ -121,6 +163,15 @@ class Config:
     axis_cuda: tuple[Version, ...]
     excludes: tuple[Rule, ...]
     includes: tuple[Rule, ...]
+    jupyterhub: JupyterHub | None = None  # optional: without it the images are not hub-ready
+
+    @property
+    def jupyter_packages(self) -> tuple[str, ...]:
+        return self.group_packages["jupyter"]
+
+    @property
+    def science_packages(self) -> tuple[str, ...]:
+        return self.group_packages["science"]
 
     @property
     def image(self) -> str:
@@ -273,7 +324,8 @@ def parse(text: str, file: str = "versions.toml") -> Config:
     r = _Reader(file)
     top = _top_level(r, _toml(text, file))
     host, repository = _registry(r, top["registry"])
-    jupyter_packages, science_packages = _requirement_groups(r, top)
+    group_packages = _requirement_groups(r, top)
+    jupyterhub = _jupyterhub(r, top["jupyterhub"], group_packages["jupyter"]) if "jupyterhub" in top else None
     releases = _tensorflow_releases(r, top["tensorflow"])
     pythons = _python_versions(r, top["python"])
     cudas = _cuda_versions(r, top["cuda"])
@@ -289,8 +341,7 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         registry=host,
         repository=repository,
         defaults=defaults,
-        jupyter_packages=jupyter_packages,
-        science_packages=science_packages,
+        group_packages=group_packages,
         tensorflow=releases,
         python=pythons,
         cuda=cudas,
@@ -301,6 +352,7 @@ def parse(text: str, file: str = "versions.toml") -> Config:
         axis_cuda=axes.cuda,
         excludes=excludes,
         includes=includes,
+        jupyterhub=jupyterhub,
     )
 
 
@@ -321,6 +373,9 @@ _TOP_LEVEL = {
     "defaults": "[defaults] tensorflow, python, cuda",
     "jupyter": "[jupyter] packages",
     "science": "[science] packages",
+    "data": "[data] packages",
+    "visualisation": "[visualisation] packages",
+    "jupyterhub": "[jupyterhub] version of the single-user server",
     "tensorflow": '[tensorflow."X.Y.Z"] releases',
     "python": '[python."X.Y"] versions',
     "cuda": '[cuda."X.Y"] versions',
@@ -344,16 +399,51 @@ def _registry(r: _Reader, data: Any) -> tuple[str, str]:
     return host, repository
 
 
-def _requirement_groups(r: _Reader, top: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """[jupyter] and the optional [science] (without it the science layer is empty); each package in one only."""
-    jupyter_packages = _package_group(r, top["jupyter"], "jupyter", "the Jupyter layer", "jupyterlab>=4.4,<5")
-    science_packages = _package_group(r, top["science"], "science", "the scientific Python layer", "pandas>=2.2,<3") if "science" in top else ()
-    jupyter_names = {requirement_name(p): i for i, p in enumerate(jupyter_packages)}
-    for i, requirement in enumerate(science_packages):
-        name = requirement_name(requirement)
-        if name in jupyter_names:
-            raise r.fail(f"science.packages[{i}]", f"{name} is also in jupyter.packages[{jupyter_names[name]}]", "list each package in one group only")
-    return jupyter_packages, science_packages
+# Each package table of contract.PACKAGE_GROUPS: what its layer is, and an example requirement for its errors.
+_PACKAGE_TABLES = {
+    "science": ("the scientific Python layer", "pandas>=2.2,<4"),
+    "data": ("the data access layer", "openpyxl>=3.1,<4"),
+    "visualisation": ("the visualisation layer", "matplotlib>=3.9,<4"),
+    "jupyter": ("the Jupyter layer", "jupyterlab>=4.4,<5"),
+}
+
+
+def _requirement_groups(r: _Reader, top: dict) -> dict[str, tuple[str, ...]]:
+    """[jupyter] and the optional [science], [data] and [visualisation] (an absent table is an empty layer);
+    each package in one table only, so that versions.toml says which layer asked for it."""
+    groups: dict[str, tuple[str, ...]] = {}
+    listed_at: dict[str, str] = {}  # package name -> the key that lists it
+    # [jupyter] first (the required table), so a clash is reported at the optional table's entry.
+    for group in sorted(contract.PACKAGE_GROUPS, key=lambda g: g != "jupyter"):
+        if group not in top:  # only the optional ones: _top_level requires [jupyter]
+            groups[group] = ()
+            continue
+        what, example = _PACKAGE_TABLES[group]
+        groups[group] = _package_group(r, top[group], group, what, example)
+        for i, requirement in enumerate(groups[group]):
+            name, key = requirement_name(requirement), f"{group}.packages[{i}]"
+            if name in listed_at:
+                fix = f"list each package in one group only: remove it from {key} or from {listed_at[name]}"
+                raise r.fail(key, f"{name} is also in {listed_at[name]}", fix)
+            listed_at[name] = key
+    return {group: groups[group] for group in contract.PACKAGE_GROUPS}  # in layer order
+
+
+def _jupyterhub(r: _Reader, data: Any, jupyter_packages: tuple[str, ...]) -> JupyterHub:
+    """[jupyterhub].version, which [jupyter].packages must pin exactly: the lock then holds that version."""
+    table = r.table(data, "jupyterhub", {"version": "the jupyterhub release in the images"}, ("version",))
+    version = r.version(table["version"], "jupyterhub.version", "6.1.1")
+    if len(version.parts) != 3:
+        raise r.fail("jupyterhub.version", f"{str(version)!r} is not a full release version", 'write MAJOR.MINOR.PATCH, e.g. "6.1.1"')
+    wanted = f"jupyterhub=={version}"
+    pins = [(i, p) for i, p in enumerate(jupyter_packages) if requirement_name(p) == "jupyterhub"]
+    if not pins:
+        raise r.fail("jupyter.packages", f"has no jupyterhub, which [jupyterhub] declares as {version}", f'add "{wanted}" to [jupyter].packages')
+    i, pin = pins[0]
+    requirement = Requirement(pin)
+    if str(requirement.specifier) != f"=={version}" or requirement.extras or requirement.marker:
+        raise r.fail(f"jupyter.packages[{i}]", f"{_shown(pin)} does not pin jupyterhub.version {version}", f'write "{wanted}"')
+    return JupyterHub(version)
 
 
 def _defaults(r: _Reader, data: Any, releases: dict, pythons: dict, cudas: dict) -> Defaults:
@@ -470,9 +560,10 @@ def _tensorflow_releases(r: _Reader, data: Any) -> dict[Version, TensorFlowRelea
         entry = r.table(
             entry,
             path,
-            {"python": "{ min, max }", "built_with": "{ cuda, cudnn }", "cuda": "{ min, below } of CUDA its wheels accept", "keras": "pinned Keras version"},
-            ("python", "built_with", "cuda", "keras"),
-        )
+            {"python": "{ min, max }", "built_with": "{ cuda, cudnn }", "cuda": "{ min, below } of CUDA its wheels accept", "keras": "pinned Keras version",
+             "platforms": '[tensorflow."X.Y.Z".platforms."linux/amd64"] facts per platform'},
+            ("python", "built_with", "cuda", "keras", "platforms"),
+        )  # fmt: skip
         built = r.table(entry["built_with"], f"{path}.built_with", {"cuda": "CUDA version", "cudnn": "cuDNN version"}, ("cuda", "cudnn"))
         releases[version] = TensorFlowRelease(
             version=version,
@@ -481,10 +572,59 @@ def _tensorflow_releases(r: _Reader, data: Any) -> dict[Version, TensorFlowRelea
             built_with_cudnn=r.version(built["cudnn"], f"{path}.built_with.cudnn", "9.3"),
             cuda=r.range(entry["cuda"], f"{path}.cuda", "12.5", "13"),
             keras=r.version(entry["keras"], f"{path}.keras", "3.12.4"),
+            platforms=_platform_facts(r, entry["platforms"], f"{path}.platforms"),
         )
     if not releases:
         raise r.fail("tensorflow", "no releases", 'add a [tensorflow."2.21.0"] table')
     return releases
+
+
+def platform_name(r: _Reader, data: Any, key_path: str) -> str:
+    """One of contract.PLATFORMS, written in full (os/architecture), as Docker and OCI indexes name it."""
+    known = ", ".join(contract.PLATFORMS)
+    if not isinstance(data, str):
+        raise r.fail(key_path, f"expected a platform string, got {_shown(data)}", f'quote it: "{contract.DEFAULT_PLATFORM}"')
+    if data in contract.PLATFORMS:
+        return data
+    full = [p for p in contract.PLATFORMS if p.split("/", 1)[1] == data]
+    if full:
+        raise r.fail(key_path, f"{_shown(data)} is an architecture, not a platform", f'write the platform in full: "{full[0]}"')
+    raise r.fail(key_path, f"unknown platform {_shown(data)}", f"use one of: {known}")
+
+
+def _platform_facts(r: _Reader, data: Any, key_path: str) -> tuple[PlatformFacts, ...]:
+    """[tensorflow."X.Y.Z".platforms."PLATFORM"]: which TensorFlow packages have wheels there, and whether CUDA is in them."""
+    data = r.table(data, key_path, {k: "a platform's facts" for k in (data if isinstance(data, dict) else {})})
+    if not data:
+        raise r.fail(key_path, "records no platform", f'add [{key_path}."{contract.DEFAULT_PLATFORM}"] with packages, cuda_build and cuda_wheels')
+    facts = []
+    for key, entry in data.items():
+        path = _join(key_path, key)
+        platform = platform_name(r, key, path)
+        entry = r.table(
+            entry,
+            path,
+            {"packages": "TensorFlow distributions with wheels for this platform", "cuda_build": "true if its tensorflow wheel is built with CUDA",
+             "cuda_wheels": "true if NVIDIA's CUDA wheels exist for this platform"},
+            ("packages", "cuda_build", "cuda_wheels"),
+        )  # fmt: skip
+        packages = entry["packages"]
+        if not isinstance(packages, list):
+            raise r.fail(f"{path}.packages", f"expected a list of distribution names, got {_shown(packages)}", 'write e.g. ["tensorflow", "tensorflow-cpu"]')
+        names = []
+        for i, name in enumerate(packages):
+            if not isinstance(name, str) or not _DISTRIBUTION_NAME.fullmatch(name):
+                raise r.fail(f"{path}.packages[{i}]", f"{_shown(name)} is not a distribution name", 'write the name as on PyPI, e.g. "tensorflow-cpu"')
+            if canonicalize_name(name) in names:
+                raise r.fail(f"{path}.packages[{i}]", f"{name} is listed twice", "remove the duplicate")
+            names.append(canonicalize_name(name))
+        flags = {}
+        for flag in ("cuda_build", "cuda_wheels"):
+            if not isinstance(entry[flag], bool):
+                raise r.fail(f"{path}.{flag}", f"expected true or false, got {_shown(entry[flag])}", f"write {flag} = false")
+            flags[flag] = entry[flag]
+        facts.append(PlatformFacts(platform, tuple(names), **flags))
+    return tuple(facts)
 
 
 def _python_versions(r: _Reader, data: Any) -> dict[Version, PythonVersion]:
@@ -510,6 +650,20 @@ def _python_versions(r: _Reader, data: Any) -> dict[Version, PythonVersion]:
     return pythons
 
 
+# A valid distribution name (the PEP 508 / core metadata grammar), ASCII only.
+_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]", re.ASCII)
+# NVIDIA's driver versions: MAJOR.MINOR or MAJOR.MINOR.PATCH, the patch often zero-padded (555.42.06).
+_DRIVER_VERSION = re.compile(r"[1-9][0-9]{2,3}\.[0-9]{1,3}(\.[0-9]{1,3})?", re.ASCII)
+
+
+def _driver_version(r: _Reader, data: Any, key_path: str) -> str:
+    if not isinstance(data, str):
+        raise r.fail(key_path, f"expected a driver version string, got {_shown(data)}", 'quote it: "555.42.06"')
+    if not _DRIVER_VERSION.fullmatch(data):
+        raise r.fail(key_path, f"{_shown(data)} is not an NVIDIA driver version", 'write it as nvidia-smi shows it, e.g. "555.42" or "555.42.06"')
+    return data
+
+
 def _cuda_versions(r: _Reader, data: Any) -> dict[Version, CudaVersion]:
     cudas = {}
     for path, version, entry in _versioned_entries(r, data, "cuda", "a CUDA version", "12.5"):
@@ -527,6 +681,8 @@ def _cuda_versions(r: _Reader, data: Any) -> dict[Version, CudaVersion]:
             wheel_path = _join(f"{path}.wheels", name)
             if not name.startswith("nvidia-"):
                 raise r.fail(wheel_path, "only NVIDIA CUDA wheels belong here", "move other packages to [jupyter] or the release")
+            if not _DISTRIBUTION_NAME.fullmatch(name):
+                raise r.fail(wheel_path, f"{_shown(name)} is not a valid distribution name", "use the wheel's name on PyPI, e.g. nvidia-cudnn-cu12")
             if canonicalize_name(name) != name:
                 raise r.fail(wheel_path, f"{_shown(name)} is not a normalised distribution name", f'write "{canonicalize_name(name)}"')
             pinned.append((name, r.pep440(pin, wheel_path, "12.5.82")))
@@ -544,7 +700,7 @@ def _cuda_versions(r: _Reader, data: Any) -> dict[Version, CudaVersion]:
         cudas[version] = CudaVersion(
             version=version,
             cudnn=cudnn,
-            min_driver=str(r.version(entry["min_driver"], f"{path}.min_driver", "555.42")),
+            min_driver=_driver_version(r, entry["min_driver"], f"{path}.min_driver"),
             wheels=tuple(sorted(pinned)),
         )
     return cudas
@@ -555,15 +711,26 @@ def _variants(r: _Reader, data: Any) -> dict[str, Variant]:
     variants = {}
     for name, entry in data.items():
         path = f"variants.{name}"
-        entry = r.table(entry, path, {"tensorflow_package": "pip name of TF", "needs_cuda": "true for GPU"}, ("tensorflow_package",))
-        package = r.string(entry["tensorflow_package"], f"{path}.tensorflow_package", "tensorflow-cpu")
-        requirement = r.requirement(package, f"{path}.tensorflow_package", "tensorflow[and-cuda]")
-        if requirement.specifier or requirement.marker:
-            raise r.fail(
-                f"{path}.tensorflow_package",
-                f"{_shown(package)} carries a version or marker",
-                "name only the package (and extras); the release pins the version",
-            )
+        entry = r.table(
+            entry,
+            path,
+            {"tensorflow_package": "pip name of TF", "platforms": 'platforms it is built for, e.g. ["linux/amd64"]',
+             "tensorflow_package_on": '{ "PLATFORM" = package } where another package has the wheels', "needs_cuda": "true for GPU"},
+            ("tensorflow_package", "platforms"),
+        )  # fmt: skip
+        package = _tensorflow_package(r, entry["tensorflow_package"], f"{path}.tensorflow_package")
+        platforms = _variant_platforms(r, entry["platforms"], f"{path}.platforms")
+        on = entry.get("tensorflow_package_on", {})
+        on = r.table(on, f"{path}.tensorflow_package_on", {k: "a platform" for k in (on if isinstance(on, dict) else {})})
+        package_on = []
+        for key, value in on.items():
+            key_path = _join(f"{path}.tensorflow_package_on", key)
+            platform = platform_name(r, key, key_path)
+            if platform not in platforms:
+                raise r.fail(
+                    key_path, f"{platform} is not one of {path}.platforms ({', '.join(platforms)})", f"add it to {path}.platforms, or remove this entry"
+                )
+            package_on.append((platform, _tensorflow_package(r, value, key_path)))
         # Optional and redundant (the variant's name decides), but a value that contradicts it is a mistake.
         needs_cuda = entry.get("needs_cuda", contract.needs_cuda(name))
         if not isinstance(needs_cuda, bool):
@@ -574,8 +741,26 @@ def _variants(r: _Reader, data: Any) -> dict[str, Variant]:
                 f"the {name} variant {'must' if contract.needs_cuda(name) else 'cannot'} need CUDA",
                 f"set needs_cuda = {str(contract.needs_cuda(name)).lower()}, or leave it out",
             )
-        variants[name] = Variant(name, package)
+        variants[name] = Variant(name, package, platforms, tuple(package_on))
     return variants
+
+
+def _tensorflow_package(r: _Reader, data: Any, key_path: str) -> str:
+    package = r.string(data, key_path, "tensorflow-cpu")
+    requirement = r.requirement(package, key_path, "tensorflow[and-cuda]")
+    if requirement.specifier or requirement.marker:
+        raise r.fail(key_path, f"{_shown(package)} carries a version or marker", "name only the package (and extras); the release pins the version")
+    return package
+
+
+def _variant_platforms(r: _Reader, data: Any, key_path: str) -> tuple[str, ...]:
+    if not isinstance(data, list) or not data:
+        raise r.fail(key_path, "expected a non-empty list of platforms", f'write platforms = ["{contract.DEFAULT_PLATFORM}"]')
+    platforms = tuple(platform_name(r, item, f"{key_path}[{i}]") for i, item in enumerate(data))
+    for i, platform in enumerate(platforms):
+        if platform in platforms[:i]:
+            raise r.fail(f"{key_path}[{i}]", f"{platform} is listed twice", "remove the duplicate")
+    return platforms
 
 
 def _variant_axis(r: _Reader, data: Any, variants: dict[str, Variant]) -> tuple[str, ...]:
@@ -595,9 +780,11 @@ def _rules(r: _Reader, data: Any, key_path: str, variants: dict[str, Variant]) -
     rules = []
     for i, entry in enumerate(data):
         path = f"{key_path}[{i}]"
-        entry = r.table(entry, path, {"tensorflow": "release", "python": "Python version", "variant": "cpu/gpu", "cuda": "CUDA version"})
+        entry = r.table(
+            entry, path, {"tensorflow": "release", "python": "Python version", "variant": "cpu/gpu", "cuda": "CUDA version", "platform": "e.g. linux/arm64"}
+        )
         if not entry:
-            raise r.fail(path, "an empty rule matches everything", "name at least one of tensorflow, python, variant, cuda")
+            raise r.fail(path, "an empty rule matches everything", "name at least one of tensorflow, python, variant, cuda, platform")
         variant = entry.get("variant")
         if variant is not None and variant not in variants:
             raise r.fail(f"{path}.variant", f"unknown variant {variant!r}", f"use one of: {', '.join(variants)}")
@@ -607,6 +794,7 @@ def _rules(r: _Reader, data: Any, key_path: str, variants: dict[str, Variant]) -
                 python=r.version(entry["python"], f"{path}.python", "3.11") if "python" in entry else None,
                 variant=variant,
                 cuda=r.version(entry["cuda"], f"{path}.cuda", "12.5") if "cuda" in entry else None,
+                platform=platform_name(r, entry["platform"], f"{path}.platform") if "platform" in entry else None,
                 key_path=path,
             )
         )

@@ -20,10 +20,27 @@ VENV = "/opt/venv"
 IN_IMAGE_DIR = "/usr/share/kerastack"
 MANIFEST_PATH = f"{IN_IMAGE_DIR}/manifest.json"
 LOCKS_PATH = f"{IN_IMAGE_DIR}/locks"
+EXTRAS_MANIFEST_PATH = f"{IN_IMAGE_DIR}/extras.json"  # a derived image's extra packages, next to the manifest
 
 # ---------------------------------------------------------------- layers
 # Lock groups, least to most often changing: one layer each, installed in this order.
-LOCK_GROUPS = ("cuda", "tensorflow", "science", "jupyter")
+LOCK_GROUPS = ("cuda", "tensorflow", "science", "data", "visualisation", "jupyter")
+# The lock groups whose packages versions.toml lists, each in the table of its name ([jupyter] required,
+# the others optional), in layer order: a package that several of them need belongs to the first one.
+PACKAGE_GROUPS = ("science", "data", "visualisation", "jupyter")
+# The venv's own tools, locked like the rest but installed over what `python3 -m venv` gave (the base's
+# old pip and setuptools, which scanners flag) in the venv layer itself: lock file venv.txt, group "venv"
+# in the manifest. setuptools also builds %%cython and source-only packages on Python 3.12+.
+VENV_GROUP = "venv"
+VENV_PACKAGES = ("pip", "setuptools")
+
+
+def image_layers(variant: str) -> tuple[str, ...]:
+    """The layers the Dockerfile puts on top of the base image, bottom first (the build report names them)."""
+    groups = tuple(g for g in LOCK_GROUPS if g != "cuda" or needs_cuda(variant))
+    return ("os", "toolkit", VENV_GROUP, *groups, "font-cache", "manifest", "image files")
+
+
 # The fixed file time of the OS and lock-group layers (1980-01-01): their files depend on the base and
 # the lock files, not on the commit, so identical groups are identical layers in every cell and release.
 LAYER_EPOCH = 315532800
@@ -45,12 +62,27 @@ CELL_LABEL, VARIANT_LABEL, TENSORFLOW_LABEL, KERAS_LABEL, PYTHON_LABEL = map(
 BUILT_WITH_CUDA_LABEL, BUILT_WITH_CUDNN_LABEL = label("tensorflow.built-with.cuda"), label("tensorflow.built-with.cudnn")
 CUDA_LABEL, CUDA_RUNTIME_LABEL, CUDNN_LABEL, CUDA_WHEELS_LABEL = map(label, ("cuda.version", "cuda.runtime", "cudnn.version", "cuda.wheels"))
 MIN_DRIVER_LABEL, GPU_OP_LABEL = label("nvidia.driver.min"), label("gpu-op.ran-on-gpu")
+# Derived images (scripts/launch --requirements): the image they extend, the lock they were built from, their extra packages.
+EXTENDS_LABEL, EXTENDS_REF_LABEL, EXTENDS_DIGEST_LABEL = map(label, ("extends.image-id", "extends.ref", "extends.digest"))
+EXTRAS_LOCK_LABEL, EXTRAS_LABEL = label("extras.lock"), label("extras.packages")
 
 # ---------------------------------------------------------------- variants and tags
 VARIANTS = ("cpu", "gpu")
 GPU_VARIANT = "gpu"  # the one switch: a variant needs CUDA exactly when it is this one
 CELL_ID_PREFIX = "tf"  # cell ids are `tf` + the cell tag: tf2.21.0-py3.11-cpu <-> 2.21.0-py3.11-cpu
 LATEST_TAG = "latest"  # the CPU variant's moving tag; other variants get `latest-<variant>`
+
+
+# Platforms (OCI os/architecture) an image can be built for. One tag serves every platform of a cell
+# (published as one multi-platform index), so tags never name a platform; the cell id names it only when
+# it is not the default, which keeps the ids (and lock folders) of the default platform as they were.
+DEFAULT_PLATFORM = "linux/amd64"
+PLATFORMS = (DEFAULT_PLATFORM, "linux/arm64")
+
+
+def platform_suffix(platform: str) -> str:
+    """What a cell id carries after its stem: "" for the default platform, `-arm64` for linux/arm64."""
+    return "" if platform == DEFAULT_PLATFORM else "-" + platform.split("/", 1)[1].replace("/", "-")
 
 
 def latest_tag(variant: str) -> str:

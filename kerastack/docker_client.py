@@ -13,15 +13,20 @@ import functools
 import json
 import re
 import shutil
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from python_on_whales import DockerClient, DockerException
+from python_on_whales.exceptions import NoSuchImage
 from python_on_whales.utils import run as _run
 
-__all__ = ["BuildOutcome", "Docker", "DockerException", "Layer", "docker_error"]
+__all__ = ["BuildOutcome", "CacheRecord", "Docker", "DockerException", "Layer", "docker_error"]
 
 _STEP = re.compile(r"^#(\d+) \[([^\]]+)\] (.*)$")
 _CACHED = re.compile(r"^#(\d+) CACHED$")
@@ -53,6 +58,32 @@ class BuildOutcome:
     total_steps: int = 0
     log: list[str] = field(default_factory=list)
     error: str = ""
+
+
+# `docker info`'s Architecture (uname -m of the engine's host) -> the OCI architecture name.
+ENGINE_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_CREATED_AT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-]\d{4})\b")
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    """One BuildKit cache record as `docker system df -v` lists it."""
+
+    id: str
+    parents: tuple[str, ...]
+    type: str
+    created: datetime
+
+    @classmethod
+    def parse(cls, record: Mapping) -> CacheRecord:
+        """From the CLI's JSON: `ID` (a trailing `*` marks one in use), `Parent` (", "-joined when several),
+        `CacheType`, `CreatedAt` ("2026-12-02 05:46:37.22157997 +0000 UTC")."""
+        match = _CREATED_AT.match(str(record.get("CreatedAt", "")))
+        if not match:
+            raise DockerException(["docker", "system", "df"], 1, None, f"a build cache record with no readable CreatedAt: {record.get('CreatedAt')!r}".encode())
+        stamp = f"{match.group(1)}.{(match.group(2) or '0')[:6]:0<6} {match.group(3)}"
+        parents = tuple(p.strip() for p in str(record.get("Parent") or "").split(",") if p.strip())
+        return cls(str(record["ID"]).rstrip("*"), parents, str(record.get("CacheType", "")), datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f %z"))
 
 
 @dataclass(frozen=True)
@@ -89,6 +120,16 @@ class Docker:
 
     def info(self) -> dict:
         return json.loads(self._raw("info", "--format", "{{json .}}"))
+
+    def engine_platform(self) -> str:
+        """The platform the engine builds and runs natively, e.g. `linux/amd64`; an engine that does not say
+        is an error (never assumed to be amd64)."""
+        info = self.info()
+        arch = ENGINE_ARCHITECTURES.get(str(info.get("Architecture", "")))
+        if not arch or not info.get("OSType"):
+            said = f"OSType {info.get('OSType')!r}, Architecture {info.get('Architecture')!r}"
+            raise DockerException(["docker", "info"], 1, None, f"the engine's platform is unknown: {said}".encode())
+        return f"{info['OSType']}/{arch}"
 
     # ---------------------------------------------------------------- builds
     @functools.cache  # noqa: B019 (one adapter per process; the builder does not change under it)
@@ -136,12 +177,39 @@ class Docker:
         """Shrink the BuildKit cache (least recently used first) to `keep_storage`, e.g. "16GB"."""
         self._raw("buildx", "prune", "--force", "--keep-storage", keep_storage, *(["--builder", builder] if builder else []))
 
+    def build_cache_records(self) -> dict[str, CacheRecord]:
+        """The engine's own BuildKit cache records (the default builder's) by ID; cache mounts (the pip and
+        apt download caches) are left out. A listing of another shape is an error, never "no records"."""
+        command = ["system", "df", "--verbose", "--format", "{{json .BuildCache}}"]
+        output = self._raw(*command).strip()
+        try:
+            records = json.loads(output) if output else None
+        except ValueError:
+            records = "unreadable"
+        if records is None:  # the engine has no build cache at all: the template prints null
+            return {}
+        if not isinstance(records, list) or not all(isinstance(r, dict) and r.get("ID") for r in records):
+            raise DockerException(["docker", *command], 1, None, b"the build cache listing is not a list of records")
+        return {record.id: record for record in map(CacheRecord.parse, records) if record.type != "exec.cachemount"}
+
+    def remove_build_cache(self, records: Mapping[str, CacheRecord]) -> None:
+        """Remove exactly these records of the engine's build cache, children before their parents (a record
+        another one builds on cannot go first); one prune per record, as buildx takes one `id` filter. A
+        record still in use stays (prune skips it): list again to see what went."""
+        left = dict(records)
+        while left:
+            parents = {parent for record in left.values() for parent in record.parents}
+            leaves = sorted(i for i in left if i not in parents)
+            for record in leaves or sorted(left):  # a cycle cannot happen; if it did, try them all once
+                self._raw("builder", "prune", "--force", f"--filter=id={record}")
+                del left[record]
+
     # ---------------------------------------------------------------- images
     def image_id(self, ref: str) -> str | None:
-        """The image's ID, or None when the engine has no such image."""
+        """The image's ID, or None when the engine says it has no such image; any other failure raises."""
         try:
             return self.client.image.inspect(ref).id
-        except DockerException:
+        except NoSuchImage:
             return None
 
     def exists(self, ref: str) -> bool:
@@ -183,6 +251,37 @@ class Docker:
         """`docker save` one image into a tar archive (manifest.json, config, one tar per layer)."""
         self.client.image.save(ref, output=archive)
 
+    @contextlib.contextmanager
+    def save_stream(self, ref: str) -> Iterator[IO[bytes]]:
+        """`docker save` one image as a pipe, to be read front to back: nothing lands on disk. A save that
+        fails raises docker's own error (also when the reader met the short archive first); a reader that
+        stops early raises too (never a short archive read as a whole one)."""
+        command = [str(part) for part in self.client.docker_cmd] + ["image", "save", ref]
+        with tempfile.TemporaryFile() as errors, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors) as process:
+            assert process.stdout is not None
+            try:
+                yield process.stdout
+                trailing = _drain(process.stdout, limit=1 << 20)  # tar's end blocks; nothing else may follow
+            except BaseException as exc:
+                try:
+                    returncode = process.wait(timeout=2)  # docker ended first: its failure is the cause
+                except subprocess.TimeoutExpired:
+                    returncode = None
+                process.kill()
+                process.wait()
+                errors.seek(0)
+                if returncode not in (None, 0):
+                    raise DockerException(command, returncode, None, errors.read()) from exc
+                raise
+            if trailing > 1 << 20:  # the reader stopped early: docker may still be writing, never wait on it
+                process.kill()
+                process.wait()
+                raise DockerException(command, 1, None, b"more than 1 MiB after the end of the archive was not read")
+            returncode = process.wait()
+            errors.seek(0)
+            if returncode != 0:
+                raise DockerException(command, returncode, None, errors.read())
+
     def import_rootfs(self, archive: Path, tag: str, changes: Sequence[str], message: str) -> None:
         self.client.image.import_(archive, tag=tag, changes=list(changes), message=message)
 
@@ -209,6 +308,22 @@ class Docker:
         with contextlib.suppress(DockerException):
             self.client.container.remove(name, force=True)
 
+    def container_exists(self, name: str) -> bool:
+        return bool(self.client.container.exists(name))
+
+    # ---------------------------------------------------------------- volumes
+    def create_volume(self, name: str) -> None:
+        self.client.volume.create(name)
+
+    def volume_exists(self, name: str) -> bool:
+        return bool(self.client.volume.exists(name))
+
+    def remove_volumes(self, names: Sequence[str]) -> None:
+        """Remove exactly these named volumes; one that is gone already stays gone."""
+        for name in names:
+            if self.volume_exists(name):
+                self.client.volume.remove(name)
+
     # ---------------------------------------------------------------- registries
     def imagetools_inspect(self, ref: str, *args: str) -> str:
         return self._raw("buildx", "imagetools", "inspect", ref, *args)
@@ -219,6 +334,14 @@ class Docker:
     def login(self, registry: str, user: str, password: str) -> None:
         """Through stdin, never the command line; captured, so docker's notes stay out of the log."""
         self._raw("login", registry, "--username", user, "--password-stdin", input=password.encode())
+
+
+def _drain(stream: IO[bytes], limit: int) -> int:
+    """Read what is left of `stream`, in pieces, up to just past `limit` bytes; how many were read."""
+    total = 0
+    while total <= limit and (piece := stream.read(1 << 16)):
+        total += len(piece)
+    return total
 
 
 def _last_error(log: Sequence[str]) -> str:

@@ -43,8 +43,8 @@ class Commit:
 def head(root: Path) -> Commit:
     """HEAD's short hash and commit time; fails closed outside a git checkout."""
     try:
-        out = _git(root, "log", "-1", "--format=%h %ct", "--abbrev=7")
-    except (NotARepository, PipelineError):
+        out = _git(root, "log", "-1", "--format=%h %ct", "--abbrev=7")  # any other git failure raises with git's message
+    except NotARepository:
         out = ""
     if not out:
         raise PipelineError(f"{root} is not a git checkout with a commit: the reproducibility check builds a commit (`git archive HEAD`)")

@@ -1,23 +1,24 @@
 """Is a rebuild bit-identical? Compare two saved images layer by layer, the way diffoci does.
 
-Pure apart from reading files: the inputs are two `docker save` exports unpacked into folders (or
-single layer tars), the output is a comparison that names, for every layer that differs, the files
+Pure apart from reading what it is given: the inputs are two `docker save` archives, each read once
+front to back from a pipe or a file (or single layer tars), the output is a comparison that names, for every layer that differs, the files
 and the tar fields (name, type, mode, uid/gid, size, mtime, link target, PAX headers, content) that
 differ. The reports are written by `write_reproduce_report`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import hashlib
+import io
+import itertools
 import json
 import tarfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .build_report import write_pair
 from .layout import REPRODUCE_REPORT, REPRODUCE_REPORT_MD
@@ -62,6 +63,7 @@ class ImageComparison:
     config_differences: list[MemberDifference] = field(default_factory=list)
     tolerated_config_fields: list[str] = field(default_factory=list)  # what this engine cannot normalise
     error: str = ""
+    configs_match: bool = False  # the canonical bytes of both configs are equal (tolerated time fields masked)
 
     @property
     def layers_above_base(self) -> list[LayerComparison]:
@@ -77,8 +79,14 @@ class ImageComparison:
 
     @property
     def ok(self) -> bool:
-        """Every layer above the base identical, and the config identical apart from what the engine cannot fix."""
-        return not self.error and self.identical_layers == len(self.layers_above_base) and not self.unexplained_config_differences
+        """Every layer identical, the configs' canonical bytes equal apart from what the engine cannot set
+        (its wall-clock times, on a known builder that cannot set them), and where it can set them, the
+        same image ID. Nothing else is tolerated."""
+        if self.error or self.identical_layers != len(self.layers_above_base) or not all(layer.identical for layer in self.layers):
+            return False
+        if self.unexplained_config_differences or not self.configs_match:
+            return False
+        return bool(self.tolerated_config_fields) or self.same_image_id
 
     @property
     def same_image_id(self) -> bool:
@@ -140,8 +148,12 @@ def read_members(tar: tarfile.TarFile) -> tuple[list[str], dict[str, dict[str, s
 
 def compare_layer_tars(first: tarfile.TarFile, second: tarfile.TarFile) -> list[MemberDifference]:
     """Every difference between two layer tars: members only in one, fields that differ, then order."""
-    order_a, a = read_members(first)
-    order_b, b = read_members(second)
+    return compare_members(read_members(first), read_members(second))
+
+
+def compare_members(first: tuple[list[str], dict[str, dict[str, str]]], second: tuple[list[str], dict[str, dict[str, str]]]) -> list[MemberDifference]:
+    """compare_layer_tars on two layers' read_members."""
+    (order_a, a), (order_b, b) = first, second
     differences: list[MemberDifference] = []
     for name in sorted(a.keys() | b.keys()):
         if name not in b:
@@ -172,71 +184,159 @@ def summarise(index: int, first: str, second: str, differences: Sequence[MemberD
 # ---------------------------------------------------------------- the image config
 
 
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, leaf) pairs of a JSON document: `config.Labels.a`, `history[2].created`."""
-    if isinstance(value, dict):
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(path, leaf as canonical JSON) pairs of a JSON document: `config.Labels.a`, `history[2].created`.
+    Nothing is dropped: an empty object or list is a leaf of its own (`{}`, `[]`), and leaves keep their
+    JSON type (`true` is not `1`, `1` is not `1.0`)."""
+    if isinstance(value, dict) and value:
         for key in sorted(value):
             yield from flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, list):
+    elif isinstance(value, list) and value:
         for i, item in enumerate(value):
             yield from flatten(item, f"{prefix}[{i}]")
     else:
-        yield prefix, value
+        yield prefix, canonical_json(value)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def compare_configs(first: dict, second: dict) -> list[MemberDifference]:
-    """Config fields that differ; the layers' diff IDs are left out (the layer comparison covers them)."""
-    a, b = ({path: leaf for path, leaf in flatten(doc) if not path.startswith("rootfs.diff_ids[")} for doc in (first, second))
+    """Every config field that differs (the layers' diff IDs too), each leaf as canonical JSON; "absent" where one side has none."""
+    a, b = (dict(flatten(doc)) for doc in (first, second))
     paths = sorted(a.keys() | b.keys())
-    return [MemberDifference(path, "config", json.dumps(a.get(path)), json.dumps(b.get(path))) for path in paths if a.get(path) != b.get(path)]
+    return [MemberDifference(path, "config", a.get(path, "absent"), b.get(path, "absent")) for path in paths if a.get(path) != b.get(path)]
+
+
+def masked(value: Any, patterns: Sequence[str], prefix: str = "") -> Any:
+    """`value` with each string leaf at a tolerated path replaced by a marker (the field must exist on both sides)."""
+    if isinstance(value, dict):
+        return {k: masked(v, patterns, f"{prefix}.{k}" if prefix else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, patterns, f"{prefix}[{i}]") for i, v in enumerate(value)]
+    return "<builder wall clock>" if isinstance(value, str) and _tolerated(prefix, patterns) else value
+
+
+def configs_equal(first: dict, second: dict, tolerated: Sequence[str]) -> bool:
+    """The configs' canonical bytes, tolerated time fields masked, are equal."""
+    return canonical_json(masked(first, tolerated)).encode() == canonical_json(masked(second, tolerated)).encode()
 
 
 # ---------------------------------------------------------------- two saved images
 
+Members = tuple[list[str], dict[str, dict[str, str]]]  # what read_members gives: tar order, fields by name
+SMALL_MEMBER = 16 << 20  # archive members kept in memory while streaming (manifests, configs, tiny layers)
+
 
 @dataclass(frozen=True)
 class SavedImage:
-    """A `docker save` archive: its manifest's config and layer tars, read in place (never unpacked)."""
+    """A `docker save` archive, read once front to back (a pipe or a file; never unpacked): its config,
+    its layer members, and what is inside each layer that was looked into."""
 
-    archive: Path
+    source: str  # the archive's path, or the `docker save` it was streamed from
     image_id: str
     config: dict
     layer_members: tuple[str, ...]  # member names of the layer tars, bottom first
+    contents: dict[str, Members] = field(default_factory=dict)  # by layer member name
 
     @property
     def diff_ids(self) -> list[str]:
         return list(self.config.get("rootfs", {}).get("diff_ids", []))
 
-    @contextlib.contextmanager
-    def open_layer(self, index: int) -> Iterator[tarfile.TarFile]:
-        with tarfile.open(self.archive) as outer:
-            handle = outer.extractfile(self.layer_members[index])
-            if handle is None:
-                raise ValueError(f"{self.archive}: {self.layer_members[index]} is not a file")
-            with tarfile.open(fileobj=handle, mode="r:*") as layer:
-                yield layer
+    def layer(self, index: int) -> Members:
+        member = self.layer_members[index]
+        if member not in self.contents:
+            raise ValueError(f"{self.source}: layer {index} ({member}) was not read")
+        return self.contents[member]
 
 
-def load_saved(archive: Path) -> SavedImage:
-    """Read the manifest and config of a `docker save` archive (one image)."""
-    with tarfile.open(archive) as tar:
-        manifest = json.loads(_read(tar, "manifest.json"))
-        if len(manifest) != 1:
-            raise ValueError(f"{archive}: manifest.json lists {len(manifest)} images, expected one")
-        entry = manifest[0]
-        config_bytes = _read(tar, entry["Config"])
+class _Hashing(io.RawIOBase):
+    """A reader that hashes what passes through it (a layer's digest while tarfile streams over it)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.digest = stream, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        self.digest.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def hexdigest(self) -> str:
+        while self.read(1 << 20):  # tar's end blocks and padding belong to the digest too
+            pass
+        return "sha256:" + self.digest.hexdigest()
+
+
+def layers_to_read(first: Sequence[str], second: Sequence[str]) -> tuple[bool, set[str]]:
+    """From two images' diff IDs: whether to look inside their layers at all, and the digests whose member
+    lists need not be kept (identical at their position, and at no differing position too)."""
+    pairs = list(itertools.zip_longest(first, second, fillvalue=""))
+    needed = {digest for a, b in pairs if a != b for digest in (a, b) if digest}
+    return list(first) != list(second), {a for a, b in pairs if a == b} - needed
+
+
+def read_saved(stream: IO[bytes], source: str, look_inside: bool = True, known_identical: Collection[str] = ()) -> SavedImage:
+    """Read a `docker save` archive in one pass: its manifest and config and, when `look_inside`, the
+    members of every layer (the member list of a layer whose digest is in `known_identical` is dropped
+    once read: nothing needs comparing there). Layers are streamed, so memory holds member lists only."""
+    small: dict[str, bytes] = {}
+    contents: dict[str, Members] = {}
+    unreadable: dict[str, str] = {}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as outer:
+            for info in outer:
+                handle = outer.extractfile(info) if info.isfile() else None
+                if handle is None:
+                    continue
+                if info.size <= SMALL_MEMBER or "/" not in info.name.strip("/"):  # top-level files are the archive's own JSON
+                    small[info.name] = handle.read()
+                elif look_inside:
+                    hashing = _Hashing(handle)
+                    try:
+                        with tarfile.open(fileobj=io.BufferedReader(hashing, 1 << 20), mode="r|*") as layer:
+                            members = read_members(layer)
+                    except (tarfile.TarError, EOFError, OSError) as exc:  # not a layer (or a broken one): only an error if the manifest lists it
+                        unreadable[info.name] = str(exc)
+                        continue
+                    if hashing.hexdigest() not in known_identical:
+                        contents[info.name] = members
+    except (tarfile.TarError, EOFError) as exc:
+        raise ValueError(f"{source}: not a readable docker save archive ({exc})") from exc
+    if "manifest.json" not in small:
+        raise ValueError(f"{source}: no manifest.json")
+    manifest = json.loads(small["manifest.json"])
+    if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
+        raise ValueError(f"{source}: manifest.json lists {len(manifest) if isinstance(manifest, list) else 'no'} images, expected one")
+    entry = manifest[0]
+    config_name, layers = entry.get("Config"), entry.get("Layers")
+    if not isinstance(config_name, str) or config_name not in small or not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+        raise ValueError(f"{source}: manifest.json names no readable config and layer list")
+    config_bytes = small[config_name]
     config = json.loads(config_bytes)
-    layers = tuple(entry["Layers"])
-    if len(layers) != len(config.get("rootfs", {}).get("diff_ids", [])):
-        raise ValueError(f"{archive}: the manifest lists {len(layers)} layers, the config {len(config.get('rootfs', {}).get('diff_ids', []))}")
-    return SavedImage(archive, "sha256:" + hashlib.sha256(config_bytes).hexdigest(), config, layers)
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: the image config is not an object")
+    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    if len(layers) != len(diff_ids):
+        raise ValueError(f"{source}: the manifest lists {len(layers)} layers, the config {len(diff_ids)}")
+    if look_inside:
+        for member, diff_id in zip(layers, diff_ids, strict=True):
+            if member in unreadable:
+                raise ValueError(f"{source}: layer {member} is not a readable tar ({unreadable[member]})")
+            if member in small and diff_id not in known_identical:
+                with tarfile.open(fileobj=io.BytesIO(small[member]), mode="r:*") as layer:
+                    contents[member] = read_members(layer)
+    return SavedImage(source, "sha256:" + hashlib.sha256(config_bytes).hexdigest(), config, tuple(layers), contents)
 
 
-def _read(tar: tarfile.TarFile, name: str) -> bytes:
-    handle = tar.extractfile(name)
-    if handle is None:
-        raise ValueError(f"{tar.name}: {name} is not a file")
-    return handle.read()
+def load_saved(archive: Path, look_inside: bool = True, known_identical: Collection[str] = ()) -> SavedImage:
+    """Read a `docker save` archive file (one image); see read_saved."""
+    with archive.open("rb") as stream:
+        return read_saved(stream, str(archive), look_inside, known_identical)
 
 
 def compare_images(cell: str, first: SavedImage, second: SavedImage, base_layers: int, tolerated_config_fields: Sequence[str] = ()) -> ImageComparison:
@@ -251,12 +351,15 @@ def compare_images(cell: str, first: SavedImage, second: SavedImage, base_layers
             continue
         differences: list[MemberDifference] = []
         if ids_a[index] != ids_b[index]:
-            with first.open_layer(index) as a, second.open_layer(index) as b:
-                differences = compare_layer_tars(a, b)
+            differences = compare_members(first.layer(index), second.layer(index))
             if not differences:  # same members, same fields, same order: the tar encoding itself differs
                 differences = [MemberDifference("/", "tar encoding", ids_a[index], ids_b[index])]
         result.layers.append(summarise(index, ids_a[index], ids_b[index], differences, _at(steps, index)))
     result.config_differences = compare_configs(first.config, second.config)
+    try:
+        result.configs_match = configs_equal(first.config, second.config, result.tolerated_config_fields)
+    except ValueError:  # NaN or infinity: not JSON, so not comparable as canonical bytes
+        result.configs_match = False
     return result
 
 

@@ -17,6 +17,9 @@ DOCKERFILE = f"{IMAGES_DIR}/Dockerfile"
 NAIVE_DOCKERFILE = f"{IMAGES_DIR}/naive.Dockerfile"
 INSTALL_DOCKER_SCRIPT = "scripts/install-docker.sh"
 LAUNCHER = "scripts/launch"
+INSTALL_HUB_SCRIPT = "scripts/install-hub.sh"
+HUB_EXAMPLE_CONFIG = "deploy/jupyterhub/jupyterhub_config.py"
+Z2JH_VALUES = "deploy/jupyterhub/config.yaml"
 SMOKE_TESTS = "tests/smoke"
 # What reaches the builder (see .dockerignore) or decides what is built: a new file here changes the image.
 BUILD_CONTEXT_PATHS = (IMAGES_DIR, LOCKS_DIR, VERSIONS_FILE, ".dockerignore")
@@ -50,6 +53,8 @@ class Layout:
     naive_dockerfile = _under_root(NAIVE_DOCKERFILE)
     install_docker_script = _under_root(INSTALL_DOCKER_SCRIPT)
     launcher = _under_root(LAUNCHER)
+    install_hub_script = _under_root(INSTALL_HUB_SCRIPT)
+    hub_example_config = _under_root(HUB_EXAMPLE_CONFIG)
     smoke_tests = _under_root(SMOKE_TESTS)
     default_reports = _under_root(REPORTS_DIR)
 

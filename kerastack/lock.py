@@ -67,8 +67,13 @@ def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
         run = subprocess.run(command, cwd=tmpdir, capture_output=True, text=True)
         if run.returncode != 0:
             raise PipelineError(f"{cell.id}: the resolver failed:\n{run.stderr.strip()}")
-        pins = parse_compiled((tmpdir / "compiled.txt").read_text())
-    groups = split_groups(pins, inputs.group_roots, inputs.science_roots)
+        compiled = tmpdir / "compiled.txt"
+        if not compiled.is_file():
+            raise PipelineError(f"{cell.id}: the resolver exited 0 but wrote no {compiled.name}: check uv ({' '.join(uv_command())} --version)")
+        pins = parse_compiled(compiled.read_text())
+        if not pins:
+            raise PipelineError(f"{cell.id}: the resolver exited 0 but pinned nothing: check uv ({' '.join(uv_command())} --version); no lock written")
+    groups = split_groups(pins, inputs.group_roots, inputs.layer_roots)
     check_cuda_pins(config, cell, groups["cuda"])
     staging = Path(tempfile.mkdtemp(prefix=f".{cell.id}.staging-", dir=_ensure(Layout(root).locks)))
     for group in GROUPS:

@@ -9,21 +9,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from .config import Config, requirement_name
-from .contract import LOCK_GROUPS
+from .contract import DEFAULT_PLATFORM, LOCK_GROUPS, PACKAGE_GROUPS, VENV_GROUP, VENV_PACKAGES
 from .errors import PipelineError
+from .files import read_json
 from .layout import Layout
 from .matrix import Cell, resolve
 
-LOCK_FORMAT = 2
-PLATFORM = "x86_64-manylinux_2_28"
-GROUPS = LOCK_GROUPS  # layer order, least to most often changing; the Dockerfile installs them in this order
+LOCK_FORMAT = 3  # 3: the science, data and visualisation groups (2 had one science group)
+# uv's --python-platform for each image platform: the wheels a cell's lock may pick. manylinux_2_28 fits the
+# bases (Debian 12 has glibc 2.36) and TensorFlow 2.21's aarch64 wheels (manylinux_2_27). The default
+# platform's target is part of every committed lock's fingerprint: changing it relocks every cell.
+UV_TARGETS = {DEFAULT_PLATFORM: "x86_64-manylinux_2_28", "linux/arm64": "aarch64-manylinux_2_28"}
+GROUPS = (VENV_GROUP, *LOCK_GROUPS)  # the lock files: the venv's tools, then the layers, least to most often changing
+# The package groups with roots of their own; jupyter, the last, takes whatever no lower group needs.
+ROOTED_GROUPS = tuple(g for g in PACKAGE_GROUPS if g != "jupyter")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class LockInputs:
     requirements: tuple[str, ...]
     constraints: tuple[str, ...]
     group_roots: tuple[str, ...]  # distributions that, with their dependencies, form the tensorflow group
-    science_roots: tuple[str, ...]  # ... and the science group (less what the tensorflow group already has)
+    # ... and each of ROOTED_GROUPS (with their dependencies, less what the groups below already have)
+    layer_roots: dict[str, tuple[str, ...]]
 
     def fingerprint(self) -> str:
         canonical = json.dumps({"format": LOCK_FORMAT, **self.__dict__}, sort_keys=True, default=list)
@@ -62,18 +69,20 @@ def normalise(name: str) -> str:
 
 def inputs_for(config: Config, cell: Cell) -> LockInputs:
     r = resolve(config, cell)
-    tf_requirement = f"{r.variant.tensorflow_package}=={r.release.version}"
-    requirements = (tf_requirement, f"keras=={r.release.keras}", *config.science_packages, *config.jupyter_packages)
+    tf_package = r.variant.tensorflow_package_for(cell.platform)
+    tf_requirement = f"{tf_package}=={r.release.version}"
+    listed = tuple(p for group in PACKAGE_GROUPS for p in config.group_packages[group])
+    requirements = (tf_requirement, f"keras=={r.release.keras}", *listed, *VENV_PACKAGES)
     constraints = tuple(f"{name}=={version}" for name, version in r.cuda.wheels) if r.cuda else ()
-    tf_name = normalise(re.split(r"[\[<>=!~ ]", r.variant.tensorflow_package, maxsplit=1)[0])
+    tf_name = normalise(re.split(r"[\[<>=!~ ]", tf_package, maxsplit=1)[0])
     return LockInputs(
         cell_id=cell.id,
         python=str(cell.python),
-        platform=PLATFORM,
+        platform=UV_TARGETS[cell.platform],
         requirements=requirements,
         constraints=constraints,
         group_roots=(tf_name, "keras"),
-        science_roots=tuple(requirement_name(p) for p in config.science_packages),
+        layer_roots={group: tuple(requirement_name(p) for p in config.group_packages[group]) for group in ROOTED_GROUPS},
     )
 
 
@@ -122,25 +131,32 @@ def _via_name(text: str) -> str:
     return normalise(text.split()[0])
 
 
-def split_groups(pins: Sequence[Pin], roots: Iterable[str], science_roots: Iterable[str] = ()) -> dict[str, list[Pin]]:
-    """cuda: nvidia-* wheels; tensorflow: the roots and all they need; science: the science roots and all
-    they need that tensorflow does not own (numpy, h5py, ml-dtypes stay TensorFlow's); jupyter: the rest."""
+def split_groups(pins: Sequence[Pin], roots: Iterable[str], layer_roots: Mapping[str, Iterable[str]] | None = None) -> dict[str, list[Pin]]:
+    """venv: pip and setuptools (whoever else needs them); cuda: nvidia-* wheels; tensorflow: the roots and all they need;
+    then each of ROOTED_GROUPS in order (science, data, visualisation): its roots and all they need that no group below
+    owns (numpy, h5py, ml-dtypes stay TensorFlow's; pandas, which seaborn needs, stays science's); jupyter: the rest."""
+    layer_roots = layer_roots or {}
+    unknown = sorted(set(layer_roots) - set(ROOTED_GROUPS))
+    if unknown:
+        raise ValueError(f"split_groups: no such rooted group {', '.join(unknown)} (one of {', '.join(ROOTED_GROUPS)})")
     children: dict[str, set[str]] = {}
     for pin in pins:
         for parent in pin.via:
             children.setdefault(parent, set()).add(pin.name)
-    tensorflow = _closure(children, roots)
-    science = _closure(children, science_roots) - tensorflow
+    owned = _closure(children, roots)
+    group_of = dict.fromkeys(owned, "tensorflow")
+    for group in ROOTED_GROUPS:  # layer order, whatever the mapping's order
+        closure = _closure(children, layer_roots.get(group, ())) - owned
+        group_of |= dict.fromkeys(closure, group)
+        owned |= closure
     groups: dict[str, list[Pin]] = {g: [] for g in GROUPS}
     for pin in sorted(pins, key=lambda p: p.name):
-        if pin.name.startswith("nvidia-"):
+        if pin.name in VENV_PACKAGES:
+            groups[VENV_GROUP].append(pin)
+        elif pin.name.startswith("nvidia-"):
             groups["cuda"].append(pin)
-        elif pin.name in tensorflow:
-            groups["tensorflow"].append(pin)
-        elif pin.name in science:
-            groups["science"].append(pin)
         else:
-            groups["jupyter"].append(pin)
+            groups[group_of.get(pin.name, "jupyter")].append(pin)
     return groups
 
 
@@ -168,6 +184,11 @@ def lock_dir(root: Path, cell: Cell) -> Path:
     return Layout(root).lock_dir(cell.id)
 
 
+def inputs_record(inputs: LockInputs) -> dict:
+    """The inputs as lock.json holds them (JSON: tuples become lists, in the dictionaries too)."""
+    return json.loads(json.dumps(inputs.__dict__))
+
+
 def lock_record(inputs: LockInputs, groups: dict[str, list[Pin]], file_hashes: dict[str, str]) -> dict:
     """lock.json: what the lock was made from (its fingerprint), the content hash of each group file, and every pin."""
     return {
@@ -175,7 +196,7 @@ def lock_record(inputs: LockInputs, groups: dict[str, list[Pin]], file_hashes: d
         "format": LOCK_FORMAT,
         "fingerprint": inputs.fingerprint(),
         "files": file_hashes,
-        "inputs": {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()},
+        "inputs": inputs_record(inputs),
         "groups": {g: {p.name: p.version for p in groups[g]} for g in GROUPS},
     }
 
@@ -194,13 +215,41 @@ def file_hash(path: Path) -> str:
 def read_meta(directory: Path) -> dict:
     """A cell's lock.json; PipelineError when it is not the JSON object `nox -s lock` writes."""
     meta_file = directory / "lock.json"
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PipelineError(f"{meta_file} is corrupt ({exc}): run `nox -s lock -- id={directory.name}` to relock") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("groups"), dict) or not isinstance(meta.get("files", {}), dict):
-        raise PipelineError(f"{meta_file} is not a lock record: run `nox -s lock -- id={directory.name}` to relock")
+    fix = f"run `nox -s lock -- id={directory.name}` to relock"
+    meta = read_json(meta_file, "a lock record", fix)
+    why = _lock_record_problem(meta)
+    if why:
+        raise PipelineError(f"{meta_file} is not a lock record ({why}): {fix}")
     return meta
+
+
+def _lock_record_problem(meta: object) -> str:
+    """What makes `meta` not the lock.json `nox -s lock` writes, or ""."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    groups, files = meta.get("groups"), meta.get("files", {})
+    if not isinstance(groups, dict) or not all(isinstance(g, str) and isinstance(pins, dict) for g, pins in groups.items()):
+        return "groups is not an object of groups"
+    for group, pins in groups.items():
+        if not all(isinstance(name, str) and isinstance(version, str) for name, version in pins.items()):
+            return f"group {group!r} is not an object of name: version strings"
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        return "files is not an object of file: hash strings"
+    if not isinstance(meta.get("fingerprint", ""), str):
+        return "fingerprint is not a string"
+    return ""
+
+
+def _recorded_versions_problem(directory: Path, meta: dict) -> str:
+    """Where lock.json's versions (what `changes` reads) disagree with the group files (what is installed)."""
+    for group in GROUPS:
+        installed = {pin.name: pin.version for pin in parse_compiled((directory / f"{group}.txt").read_text(encoding="utf-8", errors="replace"))}
+        recorded = {normalise(name): version for name, version in (meta["groups"].get(group) or {}).items()}
+        if installed != recorded:
+            differ = sorted(n for n in installed.keys() | recorded.keys() if installed.get(n) != recorded.get(n))
+            shown = ", ".join(f"{n} {recorded.get(n, 'absent')} in lock.json, {installed.get(n, 'absent')} in {group}.txt" for n in differ[:5])
+            return f"lock.json's versions disagree with {group}.txt ({shown}{', ...' if len(differ) > 5 else ''}); edited by hand? run nox -s lock"
+    return ""
 
 
 def _cell_status(root: Path, config: Config, cell: Cell) -> LockStatus:
@@ -224,6 +273,9 @@ def _cell_status(root: Path, config: Config, cell: Cell) -> LockStatus:
     modified = [f"{g}.txt" for g in GROUPS if recorded.get(f"{g}.txt") != file_hash(directory / f"{g}.txt")]
     if modified:
         return LockStatus(cell.id, "modified", f"{', '.join(modified)} changed since it was locked (edited by hand?): run nox -s lock")
+    disagree = _recorded_versions_problem(directory, meta)
+    if disagree:
+        return LockStatus(cell.id, "modified", disagree)
     return LockStatus(cell.id, "ok")
 
 

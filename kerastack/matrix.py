@@ -6,31 +6,37 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import contract
-from .config import Config, CudaVersion, PythonVersion, Rule, TensorFlowRelease, Variant
+from .config import Config, CudaVersion, PythonVersion, Rule, TensorFlowRelease, Variant, requirement_name
 from .errors import ConfigError
 from .versions import Version
 
-FILTER_KEYS = ("tf", "python", "variant", "cuda", "id")
+FILTER_KEYS = ("tf", "python", "variant", "cuda", "platform", "id")
 
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One image to build: a TensorFlow release × Python × variant (× CUDA for GPU)."""
+    """One image to build: a TensorFlow release × Python × variant (× CUDA for GPU) × platform."""
 
     tensorflow: Version
     python: Version
     variant: str
     cuda: Version | None = None
+    platform: str = contract.DEFAULT_PLATFORM
 
     @property
     def stem(self) -> str:
-        """What is inside, e.g. 2.21.0-py3.11-gpu-cuda12.5: the cell tag, and the id after its prefix."""
+        """What is inside, e.g. 2.21.0-py3.11-gpu-cuda12.5: the cell tag, shared by every platform of the cell."""
         return f"{self.tensorflow}-py{self.python}-{self.variant}" + (f"-cuda{self.cuda}" if self.cuda else "")
 
     @property
     def id(self) -> str:
-        """The one name logs, reports and filters use, e.g. tf2.21.0-py3.11-gpu-cuda12.5."""
-        return contract.CELL_ID_PREFIX + self.stem
+        """The one name logs, reports, lock folders and filters use, e.g. tf2.21.0-py3.11-gpu-cuda12.5; a platform
+        other than the default is named at the end (tf2.21.0-py3.11-cpu-arm64), the default's ids stay as they were."""
+        return contract.CELL_ID_PREFIX + self.stem + contract.platform_suffix(self.platform)
+
+    @property
+    def is_default_platform(self) -> bool:
+        return self.platform == contract.DEFAULT_PLATFORM
 
     @property
     def is_gpu(self) -> bool:
@@ -42,6 +48,7 @@ class Cell:
             and (rule.python is None or self.python.startswith(rule.python))
             and (rule.variant is None or self.variant == rule.variant)
             and (rule.cuda is None or (self.cuda is not None and self.cuda.startswith(rule.cuda)))
+            and (rule.platform is None or self.platform == rule.platform)
         )
 
 
@@ -68,12 +75,14 @@ def cells(config: Config) -> list[Cell]:
             for variant in config.axis_variant:
                 cudas: Sequence[Version | None] = config.axis_cuda if config.variants[variant].needs_cuda else (None,)
                 for cuda in cudas:
-                    product.append((Cell(tf, py, variant, cuda), "matrix"))
+                    for i, platform in enumerate(config.variants[variant].platforms):
+                        product.append((Cell(tf, py, variant, cuda, platform), f"variants.{variant}.platforms[{i}]"))
 
     for rule in config.excludes:
         if not any(cell.matches(rule) for cell, _ in product):
             raise ConfigError(config.path, rule.key_path, "this exclude matches no cell of the matrix", "correct its versions or remove it")
     kept = [(cell, origin) for cell, origin in product if not any(cell.matches(rule) for rule in config.excludes)]
+    from_axes = len(kept)
 
     for rule in config.includes:
         assert rule.tensorflow and rule.python and rule.variant
@@ -81,13 +90,22 @@ def cells(config: Config) -> list[Cell]:
             raise ConfigError(config.path, rule.key_path, "a GPU cell without a CUDA version", 'add cuda = "12.5" (a [cuda] entry)')
         if not config.variants[rule.variant].needs_cuda and rule.cuda is not None:
             raise ConfigError(config.path, f"{rule.key_path}.cuda", "a CPU cell has no CUDA version", "remove cuda from this include")
-        kept.append((Cell(rule.tensorflow, rule.python, rule.variant, rule.cuda), rule.key_path))
+        platform = rule.platform or contract.DEFAULT_PLATFORM
+        built_for = config.variants[rule.variant].platforms
+        if platform not in built_for:
+            raise ConfigError(
+                config.path,
+                f"{rule.key_path}.platform" if rule.platform else rule.key_path,
+                f"a {rule.variant} cell on {platform}, which variants.{rule.variant}.platforms ({', '.join(built_for)}) does not list",
+                f"add {platform} to variants.{rule.variant}.platforms, or name one of its platforms here",
+            )
+        kept.append((Cell(rule.tensorflow, rule.python, rule.variant, rule.cuda, platform), rule.key_path))
 
     seen: dict[str, str] = {}
-    for cell, origin in kept:
+    for position, (cell, origin) in enumerate(kept):
         if cell.id in seen:
             raise ConfigError(config.path, origin, f"duplicate cell {cell.id} (also from {seen[cell.id]})", "remove the include or add an exclude")
-        seen[cell.id] = origin
+        seen[cell.id] = origin if position >= from_axes else "matrix"
         _check_supported(config, cell, origin)
     if not kept:
         raise ConfigError(config.path, "matrix", "the matrix has no cells", "loosen the excludes or add versions to the axes")
@@ -98,8 +116,10 @@ def cells(config: Config) -> list[Cell]:
 
 
 def _check_supported(config: Config, cell: Cell, origin: str) -> None:
+    """`origin`: the include that named the cell, or for a cell of the axes its variant's platforms entry."""
     release = config.tensorflow[cell.tensorflow]
-    where = origin if origin != "matrix" else "matrix.python"
+    from_axes = origin.startswith("variants.")
+    where = origin if not from_axes else "matrix.python"
     if not release.python.contains(cell.python):
         raise ConfigError(
             config.path,
@@ -107,6 +127,7 @@ def _check_supported(config: Config, cell: Cell, origin: str) -> None:
             f"TensorFlow {cell.tensorflow} supports Python {release.python}, not {cell.python} (cell {cell.id})",
             f'add [[matrix.exclude]] tensorflow = "{cell.tensorflow}", python = "{cell.python}", or drop the version from the axis',
         )
+    _check_platform(config, cell, origin)
     if cell.cuda is not None:
         if cell.cuda not in config.cuda:
             raise ConfigError(
@@ -115,7 +136,7 @@ def _check_supported(config: Config, cell: Cell, origin: str) -> None:
         if not release.cuda.contains(cell.cuda):
             raise ConfigError(
                 config.path,
-                origin if origin != "matrix" else "matrix.cuda",
+                origin if not from_axes else "matrix.cuda",
                 f"TensorFlow {cell.tensorflow} accepts CUDA {release.cuda}, not {cell.cuda} (cell {cell.id})",
                 f'add [[matrix.exclude]] tensorflow = "{cell.tensorflow}", cuda = "{cell.cuda}", or drop the version from the axis',
             )
@@ -126,6 +147,51 @@ def _check_supported(config: Config, cell: Cell, origin: str) -> None:
                 f'cuda."{cell.cuda}".cudnn',
                 f"cuDNN {cudnn} is not the cuDNN {release.built_with_cudnn.parts[0]}.x TensorFlow {cell.tensorflow} was built with (cell {cell.id})",
                 f'pin a cuDNN {release.built_with_cudnn.parts[0]}.x wheel, or add [[matrix.exclude]] tensorflow = "{cell.tensorflow}", cuda = "{cell.cuda}"',
+            )
+
+
+def _check_platform(config: Config, cell: Cell, origin: str) -> None:
+    """The release must publish the variant's TensorFlow package for the cell's platform, and a GPU cell needs a
+    CUDA build there with NVIDIA's wheels: a tag must never claim a platform it does not really have."""
+    release, variant = config.tensorflow[cell.tensorflow], config.variants[cell.variant]
+    facts = release.facts(cell.platform)
+    exclude = f'[[matrix.exclude]] tensorflow = "{cell.tensorflow}", platform = "{cell.platform}"'
+    if facts is None:
+        recorded = ", ".join(f.platform for f in release.platforms)
+        raise ConfigError(
+            config.path,
+            origin,
+            f"TensorFlow {cell.tensorflow} records no facts for {cell.platform}, only for {recorded} (cell {cell.id})",
+            f'add [tensorflow."{cell.tensorflow}".platforms."{cell.platform}"] (packages, cuda_build, cuda_wheels, found as the others were), or add {exclude}',
+        )
+    name = requirement_name(variant.tensorflow_package_for(cell.platform))
+    listed = f"{facts.key_path(release.version)}.packages"
+    if not facts.packages:
+        raise ConfigError(
+            config.path,
+            origin,
+            f"TensorFlow {cell.tensorflow} publishes no wheels for {cell.platform} ({listed} = []) (cell {cell.id})",
+            f"remove {cell.platform} from variants.{cell.variant}.platforms, or add {exclude}",
+        )
+    if name not in facts.packages:
+        key = variant.package_key(cell.platform)
+        choose = f'set {key} = "NAME"' if key.endswith('"') else f'add tensorflow_package_on = {{ "{cell.platform}" = "NAME" }} to [variants.{cell.variant}]'
+        raise ConfigError(
+            config.path,
+            key,
+            f"TensorFlow {cell.tensorflow} has no {name} wheels for {cell.platform}, only {', '.join(facts.packages)} ({listed}) (cell {cell.id})",
+            f"{choose}, NAME being one of those, or add {exclude}",
+        )
+    if not variant.needs_cuda:
+        return
+    for fact, meaning in (("cuda_build", "its tensorflow wheel is not built with CUDA"), ("cuda_wheels", "NVIDIA publishes no CUDA wheels for it")):
+        if not getattr(facts, fact):
+            raise ConfigError(
+                config.path,
+                origin,
+                f"a GPU cell on {cell.platform}, but for TensorFlow {cell.tensorflow} {meaning} ({facts.key_path(release.version)}.{fact} = false), "
+                f"so the image could not use a GPU (cell {cell.id})",
+                f'remove {cell.platform} from variants.{cell.variant}.platforms, or add {exclude}, variant = "{cell.variant}"',
             )
 
 
@@ -143,7 +209,7 @@ def default_cell(config: Config, variant: str, all_cells: Iterable[Cell]) -> Cel
     """The cell `make run` (cpu) or `make run-gpu` (gpu) uses: [defaults] for that variant."""
     d = config.defaults
     needs_cuda = variant in config.variants and config.variants[variant].needs_cuda
-    wanted = Cell(d.tensorflow, d.python, variant, d.cuda if needs_cuda else None)
+    wanted = Cell(d.tensorflow, d.python, variant, d.cuda if needs_cuda else None, contract.DEFAULT_PLATFORM)
     if wanted not in set(all_cells):
         raise ConfigError(
             config.path,
@@ -160,14 +226,16 @@ def default_cells(config: Config, all_cells: Sequence[Cell]) -> list[Cell]:
 
 
 def previous_release(cell: Cell, all_cells: Sequence[Cell]) -> Cell | None:
-    """The cell of the next lower TensorFlow release with the same Python, variant and CUDA."""
-    older = [c for c in all_cells if (c.python, c.variant, c.cuda) == (cell.python, cell.variant, cell.cuda) and c.tensorflow < cell.tensorflow]
+    """The cell of the next lower TensorFlow release with the same Python, variant, CUDA and platform."""
+    same = (cell.python, cell.variant, cell.cuda, cell.platform)
+    older = [c for c in all_cells if (c.python, c.variant, c.cuda, c.platform) == same and c.tensorflow < cell.tensorflow]
     return max(older, default=None)
 
 
 @dataclass(frozen=True)
 class Filter:
-    """`tf=2.21 variant=cpu python=3.11,3.13 cuda=12.5 id=...`: every key must match, any value of a key."""
+    """`tf=2.21 variant=cpu python=3.11,3.13 cuda=12.5 platform=linux/arm64 id=...`: every key must match, any value of a key.
+    A platform is written in full (`linux/arm64`, as Docker's --platform takes it); `arm64` alone is refused."""
 
     terms: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
@@ -187,6 +255,11 @@ class Filter:
                         Version(v)
                     except ValueError:
                         raise ConfigError("filter", word, f"{v!r} is a malformed version", f"write e.g. {key}=2.21") from None
+                if key == "platform" and v not in contract.PLATFORMS:
+                    full = [p for p in contract.PLATFORMS if p.split("/", 1)[1] == v]
+                    problem = f"{v!r} is an architecture, not a platform" if full else f"unknown platform {v!r}"
+                    fix = f"write the platform in full: platform={full[0]}" if full else f"use one of: {', '.join(contract.PLATFORMS)}"
+                    raise ConfigError("filter", word, problem, fix)
             terms[key] = terms.get(key, ()) + values
         return cls(tuple(sorted(terms.items())))
 
@@ -202,6 +275,8 @@ class Filter:
             if key == "cuda" and not (cell.cuda is not None and any(cell.cuda.startswith(Version(v)) for v in values)):
                 return False
             if key == "variant" and cell.variant not in values:
+                return False
+            if key == "platform" and cell.platform not in values:
                 return False
             if key == "id" and cell.id not in values:
                 return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -55,6 +55,7 @@ class BuildPlan:
             "python": str(self.cell.python),
             "variant": self.cell.variant,
             "cuda": str(self.cell.cuda) if self.cell.cuda else "",
+            "platform": self.cell.platform,
             "target": self.target,
             "filter": f"id={self.cell.id}",
             "image": self.image,
@@ -71,8 +72,10 @@ def source_date_epoch(created: str) -> int:
     return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
 
 
-def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp, base_image: str, created: str) -> BuildPlan:
-    """`base_image` is the base actually used (official or bootstrapped); `created` an RFC 3339 time."""
+def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp, base_image: str, created: str,
+              base_labels: Mapping[str, str] | None = None) -> BuildPlan:  # fmt: skip
+    """`base_image` is the base actually used (official or bootstrapped); `created` an RFC 3339 time;
+    `base_labels` say where that base came from (kerastack.base_images.labels), so the image itself does."""
     r = resolve(config, cell)
     tags = tags_for(config, all_cells, cell, stamp)
     build_args = {
@@ -100,6 +103,7 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
         contract.TENSORFLOW_LABEL: str(r.release.version),
         contract.KERAS_LABEL: str(r.release.keras),
         contract.PYTHON_LABEL: str(cell.python),
+        **(base_labels or {}),
     }
     if r.cuda is not None:
         labels |= {

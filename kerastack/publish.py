@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from .docker_client import Docker, DockerException, docker_error
 from .errors import PipelineError
+from .files import write_atomic
 from .publish_plan import CELL, PublishPlan, PublishResult, PushStep
 from .tags import IMMUTABLE, MOVING
 
@@ -107,8 +109,28 @@ def execute(
     attempts: int = 4,
     backoff: float = 2.0,
     log: Callable[[str], None] = print,
+    report: Path | None = None,
 ) -> PublishResult:
+    """Carry the plan out. With `report`, the publish report is written there (atomically) after every
+    step and at the end, whatever happens: a stopped or interrupted publish still says what it pushed."""
     result = PublishResult(held_back=dict(plan.held_back), ok=not plan.held_back)
+    try:
+        _execute(plan, client, result, dry_run, attempts, backoff, log, report)
+    except BaseException as exc:  # an interruption or a bug: the report still says what was pushed
+        result.ok = False
+        result.held_back.setdefault("*", f"publish stopped: {type(exc).__name__}: {exc}; already pushed: {_already_pushed(result) or 'nothing'}")
+        raise
+    finally:
+        if report is not None and not dry_run:
+            write_atomic(report, result.to_json())
+    return result
+
+
+def _already_pushed(result: PublishResult) -> str:
+    return ", ".join([ref for entry in result.cells.values() for ref in entry["tags"]] + list(result.moved))
+
+
+def _execute(plan, client, result, dry_run, attempts, backoff, log, report) -> None:
     for cell, why in plan.held_back:
         log(f"held back {cell}: {why}")
     if plan.moving_held_back:
@@ -129,22 +151,31 @@ def execute(
             result.not_moved[step.ref] = f"cell(s) {', '.join(stopped)} failed, so no moving tag moves"
             continue
         try:
-            if step.kind == MOVING and "@" in step.source:
-                with_retries(lambda s=step: client.imagetools_create([s.source], [s.ref]), f"moving {step.ref}", attempts, backoff, log)
-                result.moved[step.ref] = step.source.split("@", 1)[1]
-                log(f"moved {step.ref} -> {step.source}")
-                continue
-            digest, pushed = _push_tag(client, step, attempts, backoff, log)
+            try:
+                if step.kind == MOVING and "@" in step.source:
+                    with_retries(lambda s=step: client.imagetools_create([s.source], [s.ref]), f"moving {step.ref}", attempts, backoff, log)
+                    wanted, now = step.source.split("@", 1)[1], remote_digest(client, step.ref)
+                    if now != wanted:
+                        raise PipelineError(f"moved {step.ref} to {wanted} but the registry says it holds {now or 'nothing'}: publish the moving tags again")
+                    result.moved[step.ref] = wanted
+                    log(f"moved {step.ref} -> {step.source}")
+                    continue
+                digest, pushed = _push_tag(client, step, attempts, backoff, log)
+                size = client.size(step.source) if entry is not None else 0
+            except DockerException as exc:  # a Docker step outside the retried push: inspect, tag, size
+                raise PipelineError(f"{step.ref}: docker failed: {docker_error(exc)}") from None
         except PipelineError as exc:
             # This cell stops here; others go on. Moving tags then stay, since a cell is missing.
-            log(f"stopped {step.cell} at {step.ref}: {exc}")
+            why = f"{exc} (already pushed: {_already_pushed(result) or 'nothing'})"
+            log(f"stopped {step.cell} at {step.ref}: {why}")
             result.ok = False
             if entry is None:
-                result.not_moved[step.ref] = str(exc)
-                continue
-            entry["error"] = str(exc)
-            entry["not_pushed"][step.ref] = str(exc)
-            result.held_back[step.cell] = str(exc)
+                result.not_moved[step.ref] = why
+            else:
+                entry["error"] = why
+                entry["not_pushed"][step.ref] = str(exc)
+                result.held_back[step.cell] = why
+            _checkpoint(report, result)
             continue
         if entry is None:
             result.moved[step.ref] = digest
@@ -152,19 +183,23 @@ def execute(
         else:
             entry["tags"].append(step.ref)
             entry["digest"] = digest
-            entry["size"] = client.size(step.source)
+            entry["size"] = size
             entry["pushed"] = step.kind == CELL or entry["pushed"]
             log(f"{'pushed' if pushed else 'kept'} {step.ref} ({step.kind}) {digest}")
+        _checkpoint(report, result)
     for cell, entry in result.cells.items():
         if not dry_run and not entry["pushed"]:
             result.ok = False
             result.held_back.setdefault(cell, "only partly pushed")
-    return result
+
+
+def _checkpoint(report: Path | None, result: PublishResult) -> None:
+    if report is not None:
+        write_atomic(report, result.to_json())
 
 
 def _push_tag(client: Docker, step: PushStep, attempts: int, backoff: float, log: Callable[[str], None]) -> tuple[str, bool]:
     """Push one tag; (its digest in the registry, whether it was pushed now or was already there)."""
-    repository = step.ref.rsplit(":", 1)[0]
     if not client.exists(step.source):
         raise PipelineError(f"{step.cell}: the built image {step.source[:19]} is no longer in the engine: rebuild and smoke-test it again")
     local_id = client.inspect(step.source).id
@@ -185,15 +220,13 @@ def _push_tag(client: Docker, step: PushStep, attempts: int, backoff: float, log
     if step.ref != step.source:
         client.tag(step.source, step.ref)
     with_retries(lambda: client.push(step.ref), f"pushing {step.ref}", attempts, backoff, log)
-    digest = _local_digest(client, step.ref, repository) or remote_digest(client, step.ref)
-    if digest is None:
+    # The tag was pushed by its (mutable) name: the registry's record, not the push, says what it now holds.
+    pushed = remote_image(client, step.ref)
+    if pushed is None:
         raise PipelineError(f"pushed {step.ref} but the registry does not show it (image {local_id[:19]})")
-    return digest, True
-
-
-def _local_digest(client: Docker, ref: str, repository: str) -> str | None:
-    for repo_digest in client.repo_digests(ref):
-        name, _, digest = repo_digest.partition("@")
-        if name == repository:
-            return digest
-    return None
+    if pushed.config_digest != (step.image_id or local_id):
+        raise PipelineError(
+            f"pushed {step.ref} but the registry holds image {pushed.config_digest[:19]}, not the smoke-tested {(step.image_id or local_id)[:19]} "
+            "(retagged while pushing?): no moving tag follows; publish again"
+        )
+    return pushed.manifest_digest, True

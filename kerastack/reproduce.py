@@ -2,14 +2,16 @@
 
 Each build starts from a clean `git archive` export of the commit in its own temporary folder (so
 checkout times, untracked files and the other build cannot leak in) and runs with no layer cache.
-The two images are saved (`docker save`) and compared layer by layer (kerastack.image_compare).
+The two images are streamed out (`docker save`, never written to disk) and compared layer by layer
+(kerastack.image_compare); the build cache records each build added are removed after it.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -17,10 +19,10 @@ from rich.markup import escape
 
 from . import base_images, git
 from .build import build_plan
-from .docker_client import SOURCE_DATE_EPOCH_SINCE, Docker, DockerException, parse_buildkit_version
+from .docker_client import SOURCE_DATE_EPOCH_SINCE, Docker, DockerException, docker_error, parse_buildkit_version
 from .errors import PipelineError
 from .files import write_atomic
-from .image_compare import ImageComparison, ReproduceReport, SavedImage, compare_images, load_saved, write_reproduce_report
+from .image_compare import ImageComparison, ReproduceReport, SavedImage, compare_images, layers_to_read, load_saved, read_saved, write_reproduce_report
 from .layout import LOGS_DIR
 from .matrix import Cell
 from .options import Options, Selection
@@ -30,6 +32,9 @@ from .tags import BuildStamp
 # On BuildKit < 0.11 the image config's creation times are the build's wall clock: nothing in the
 # Dockerfile can set them. Everything else in the config must still match.
 ENGINE_TIMES = ("created", "history[*].created")
+# The engine stamps cache records with its own clock: records a few seconds older than the build's start
+# (by this machine's clock) still count as the build's.
+CLOCK_SLACK = timedelta(seconds=5)
 
 
 def builder_description(docker: Docker, builder: str | None) -> str:
@@ -40,8 +45,14 @@ def builder_description(docker: Docker, builder: str | None) -> str:
 
 
 def tolerated_config_fields(docker: Docker, builder: str | None) -> tuple[str, ...]:
-    version = parse_buildkit_version(docker.buildkit_version(builder))
-    return () if version is not None and version >= SOURCE_DATE_EPOCH_SINCE else ENGINE_TIMES
+    return tolerated_for(docker.buildkit_version(builder))
+
+
+def tolerated_for(buildkit_version: str) -> tuple[str, ...]:
+    """The wall-clock fields a builder cannot set: only on a known BuildKit older than 0.11. An unknown
+    version tolerates nothing (and then the image IDs must match)."""
+    version = parse_buildkit_version(buildkit_version)
+    return ENGINE_TIMES if version is not None and version < SOURCE_DATE_EPOCH_SINCE else ()
 
 
 def reproduce(docker: Docker, options: Options, selection: Selection, console: Console | None = None) -> ReproduceReport:
@@ -76,14 +87,15 @@ def _reproduce_cell(
 ) -> ImageComparison:
     base = base_images.resolve(docker, selection.config.python[cell.python], offline=options.offline_base, mirror=options.debian_mirror)
     base_layers = len(docker.layers(base.ref))
-    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, commit.created)
+    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, commit.created, base_images.labels(base, base_images.record(docker, base)))
     refs = [f"{plan.image}:reproduce-{cell.id}-{n}" for n in (1, 2)]
     if options.work_dir is not None:
         options.work_dir.mkdir(parents=True, exist_ok=True)  # --work-dir is created when missing
+    cache_before = _cache_ids(docker, options, console)
     with tempfile.TemporaryDirectory(prefix=f"kerastack-reproduce-{cell.id}-", dir=options.work_dir) as tmp:
-        saved: list[SavedImage] = []
         try:
             for n, ref in enumerate(refs, start=1):
+                started = datetime.now(UTC)
                 context = Path(tmp) / f"export-{n}"
                 git.export_head(options.root, context)
                 outcome = build_plan(
@@ -99,23 +111,80 @@ def _reproduce_cell(
                 if not outcome.ok:
                     raise PipelineError(f"build {n} of {cell.id} failed: {outcome.error} (log: {log_file})")
                 console.print(f"  build {n}: {outcome.image_id[:19]} in {outcome.seconds:.0f} s")
-                archive = Path(tmp) / f"image-{n}.tar"
-                docker.save(ref, archive)
-                saved.append(load_saved(archive))
-            comparison = compare_images(cell.id, saved[0], saved[1], base_layers, tolerated)
-            if options.get("keep_archives"):
-                _keep(saved, options.work_dir or options.report_dir, cell, console)
+                shutil.rmtree(context)  # the export is in the image now
+                # The image keeps its layers; its stage snapshots can go before the next build starts,
+                # so the two builds never hold the disk twice.
+                after = _remove_new_cache(docker, cache_before, started, console, f"build {n}")
+                cache_before = after if after is not None else _cache_ids(docker, options, console)
+            comparison = compare_images(cell.id, *_read_both(docker, options, cell, refs, console), base_layers, tolerated)
         finally:
-            docker.remove_images(refs)
+            if not options.get("keep_images"):
+                docker.remove_images(refs)
+            _remove_new_cache(docker, cache_before, started, console, "the failed build")
     verdict = "[green]identical[/]" if comparison.ok else "[red]differs[/]"
     console.print(f"{cell.id}: {verdict}: {comparison.identical_layers}/{len(comparison.layers_above_base)} layers above the base identical")
     return comparison
 
 
-def _keep(saved: list[SavedImage], folder: Path, cell: Cell, console: Console) -> None:
-    """--keep-archives: the two `docker save` archives stay, for a look inside (they are what was compared)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for n, image in enumerate(saved, start=1):
-        kept = folder / f"reproduce-{cell.id}-{n}.tar"
-        shutil.move(image.archive, kept)
-        console.print(f"  kept {kept}")
+def _read_both(docker: Docker, options: Options, cell: Cell, refs: list[str], console: Console) -> tuple[SavedImage, SavedImage]:
+    """Both images, each `docker save`d once and read as a stream: nothing on disk, and the layers' members
+    read only when some diff ID differs (then only the member lists of layers some differing position needs
+    are kept). --keep-archives writes the two archives instead, for a look inside."""
+    ids = [list(docker.inspect(ref).root_fs.layers or []) for ref in refs]
+    look_inside, known_identical = layers_to_read(ids[0], ids[1])
+    saved = []
+    for n, ref in enumerate(refs, start=1):
+        try:
+            if options.get("keep_archives"):
+                folder = options.work_dir or options.report_dir
+                folder.mkdir(parents=True, exist_ok=True)
+                archive = folder / f"reproduce-{cell.id}-{n}.tar"
+                docker.save(ref, archive)
+                console.print(f"  kept {archive}")
+                saved.append(load_saved(archive, look_inside, known_identical))
+            else:
+                with docker.save_stream(ref) as stream:
+                    saved.append(read_saved(stream, f"docker save {ref}", look_inside, known_identical))
+        except ValueError as exc:  # what the engine gave is not a readable archive of one image
+            raise PipelineError(f"cannot read build {n} of {cell.id} ({ref}): {exc}") from exc
+    return saved[0], saved[1]
+
+
+@dataclass(frozen=True)
+class CacheBefore:
+    records: frozenset[str]  # the engine's cache record IDs before a build
+
+
+def _cache_ids(docker: Docker, options: Options, console: Console) -> CacheBefore | None:
+    """The engine's build cache before the builds: what each adds is its own to remove. Only the engine's
+    own builder is listed this way; another builder keeps what the builds leave. A listing that fails means
+    nothing is removed later (never "everything is new")."""
+    if options.builder:
+        console.print(f"[yellow]note:[/] the builds' cache stays in builder {options.builder} (only the engine's own builder's cache is removed)")
+        return None
+    try:
+        return CacheBefore(frozenset(docker.build_cache_records()))
+    except DockerException as exc:
+        console.print(f"[yellow]note:[/] the build cache cannot be listed, so the builds' cache records will stay: {escape(docker_error(exc))}")
+        return None
+
+
+def _remove_new_cache(docker: Docker, before: CacheBefore | None, since: datetime, console: Console, label: str) -> CacheBefore | None:
+    """A no-cache build leaves a full set of stage snapshots (gigabytes) that no later build can use;
+    remove the records it added: not listed before, and created since it started (a build of the same
+    engine at the same time would lose its new records too: cache only, it makes them again). Cache
+    mounts (the pip and apt downloads) stay. What went is counted from a second listing, which is also
+    what the next build starts from (None when there is none)."""
+    if before is None:
+        return None
+    try:
+        added = {i: r for i, r in docker.build_cache_records().items() if i not in before.records and r.created >= since - CLOCK_SLACK}
+        docker.remove_build_cache(added)
+        after = CacheBefore(frozenset(docker.build_cache_records()))
+    except DockerException as exc:
+        console.print(f"[yellow]note:[/] {label}: its build cache could not be removed: {escape(docker_error(exc))}")
+        return None
+    stayed = set(added) & after.records
+    if added:
+        console.print(f"  {label}: removed {len(added) - len(stayed)} build cache records it added ({len(stayed)} still in use stay)")
+    return after

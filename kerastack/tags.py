@@ -4,6 +4,9 @@ Three kinds of tag, from most to least stable:
 - immutable: `2.21.0-py3.11-cpu-20261124-a1b2c3d`: one build; a rebuild gets a new one, publish never overwrites it.
 - cell: `2.21.0-py3.11-cpu`, `2.21.0-py3.11-gpu-cuda12.5`: names what is inside; moves only when that cell is rebuilt.
 - moving: `latest`, `latest-gpu`, `2.21-cpu`, `2.21-gpu`: follow the highest TensorFlow version of their variant.
+
+No tag names a platform: one tag serves every platform of a cell, so cells that differ only in their
+platform (tf2.21.0-py3.11-cpu and tf2.21.0-py3.11-cpu-arm64) have the same tags.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class CellTags:
 
 
 def cell_tag(cell: Cell) -> str:
-    """The cell tag is the cell's stem, the same name its id carries after the `tf` prefix."""
+    """The cell tag is the cell's stem, the same name its id carries after the `tf` prefix (and before a platform)."""
     tag = cell.stem
     assert _TAG.match(tag), tag
     return tag
@@ -92,7 +95,8 @@ def _preference(config: Config, cell: Cell) -> tuple:
 
 
 def moving_tags(config: Config, all_cells: Sequence[Cell]) -> dict[str, tuple[str, ...]]:
-    """Moving tags by cell id, computed over the WHOLE matrix so that a filtered build never steals them."""
+    """Moving tags by cell id, computed over the WHOLE matrix so that a filtered build never steals them. A tag
+    belongs to a stem, not to one platform's cell: every platform of the owning cell gets it."""
     owners: dict[str, Cell] = {}
     for variant in sorted({c.variant for c in all_cells}):
         of_variant = [c for c in all_cells if c.variant == variant]
@@ -101,10 +105,10 @@ def moving_tags(config: Config, all_cells: Sequence[Cell]) -> dict[str, tuple[st
         for line in sorted({c.tensorflow.major_minor for c in of_variant}):
             in_line = [c for c in of_variant if c.tensorflow.major_minor == line]
             owners[f"{line}-{variant}"] = max(in_line, key=lambda c: _preference(config, c))
-    by_cell: dict[str, list[str]] = {}
+    by_stem: dict[str, list[str]] = {}
     for tag, cell in owners.items():
-        by_cell.setdefault(cell.id, []).append(tag)
-    return {cell_id: tuple(sorted(tags)) for cell_id, tags in by_cell.items()}
+        by_stem.setdefault(cell.stem, []).append(tag)
+    return {cell.id: tuple(sorted(by_stem[cell.stem])) for cell in all_cells if cell.stem in by_stem}
 
 
 def tags_for(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp) -> CellTags:

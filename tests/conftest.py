@@ -13,6 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Tests build and tag under a repository name of their own, never the project's (kerastack/keras-jupyter),
+# so a user's `make build` of the same commit and day is never touched by a test's cleanup. An explicit
+# KERASTACK_REPOSITORY (parallel checkouts keep apart that way) is kept.
+TEST_REPOSITORY = "kerastack-test/keras-jupyter"
+os.environ.setdefault("KERASTACK_REPOSITORY", TEST_REPOSITORY)
+# Set (e.g. "16GB", by .ci/run on its fresh machine): shrink the BuildKit cache at the end. A global prune
+# touches other builds' cache too, so it never runs on a user's machine unless asked.
+BUILD_CACHE_ENV = "KERASTACK_TEST_BUILD_CACHE"
 
 
 def pipeline_options(*words: str, environ: dict[str, str] | None = None):
@@ -192,13 +200,17 @@ def cell(cell_id, all_cells):
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Keep the cell tags (the cache the next run starts from); drop the immutable tags this session's
-    # builds made and the images they replaced, by exact tag and id: a user's own builds of the same
-    # commit and day, and their untagged images, are not ours to remove.
+    session_cleanup()
+
+
+def session_cleanup(environ: dict[str, str] | None = None) -> None:
+    """Keep the cell tags (the cache the next run starts from); drop the immutable tags this session's
+    builds made and the images they replaced, by exact tag and id: a user's own builds of the same
+    commit and day, and their untagged images, are not ours to remove. Nothing is forced or pruned."""
+    environ = os.environ if environ is None else environ
     if _made_tags or _replaced_ids:
         remove_made_images(_made_tags, _replaced_ids)
-    if _built or _made_tags:
-        # GPU builds leave gigabytes of stage snapshots and pip caches; the disk is shared with later runs.
+    if (_built or _made_tags) and environ.get(BUILD_CACHE_ENV):
         from kerastack.docker_client import Docker
 
-        Docker().prune_build_cache(os.environ.get("KERASTACK_TEST_BUILD_CACHE", "16GB"))
+        Docker().prune_build_cache(environ[BUILD_CACHE_ENV])

@@ -67,8 +67,10 @@ def jupyter_container(
     token: str | None = None,
     envs: dict[str, str] | None = None,
     wait: bool = True,
+    user: str | None = None,
 ) -> Iterator[Running]:
-    """Run the image's Jupyter on a free 127.0.0.1 port. `uid` remaps the keras user like the launcher does."""
+    """Run the image's Jupyter on a free 127.0.0.1 port. `uid` remaps the keras user like the launcher does;
+    `user` is `docker run --user` (e.g. "4242:0")."""
     token = secrets.token_hex(16) if token is None else token
     port = free_port()
     env = {"JUPYTER_TOKEN": token, "JUPYTER_PORT": str(container_port), **(envs or {})}
@@ -78,6 +80,8 @@ def jupyter_container(
     if uid is not None:
         options["user"] = "root"
         env |= {"KERAS_UID": str(uid), "KERAS_GID": str(uid)}
+    if user is not None:
+        options["user"] = user
     volumes = [(str(src), "/src")] if src else []
     # Created first, started inside the try: a start that fails (a port taken meanwhile) leaves no container behind.
     container = docker.container.create(image, publish=[(f"127.0.0.1:{port}", container_port)], envs=env, volumes=volumes, labels={LABEL: "1"}, **options)

@@ -25,8 +25,18 @@ def test_check_of_the_cpu_image(cell_image, cell):
     assert f"TensorFlow:         {cell.tensorflow}" in lines
     assert "Python:             3.11." in result.stdout
     assert "devices:            /physical_device:CPU:0" in lines
+    # This machine is amd64: the image's platform (from `docker image inspect`, and Python inside the container) and the engine's.
+    assert "image platform:     linux/amd64 (x86_64 in the container)" in lines
+    assert "host platform:      linux/amd64 (the Docker engine's)" in lines
+    assert not any(line.startswith("emulation:") for line in lines)
     assert lines[-1].startswith("verdict: ✓")
     assert "Checking" in result.stderr and "Checking" not in result.stdout  # progress on stderr
+
+    # Another platform than the image's, asked for, with no pull allowed: refused before any container starts.
+    other = check(cell_image, "--platform", "linux/arm64")
+    assert other.returncode == 5 and other.stdout == "", other.stdout + other.stderr
+    assert f"{cell_image} is for linux/amd64, not the linux/arm64 asked for with --platform" in other.stderr
+    assert "Checking" not in other.stderr
 
     asked = check(cell_image, "--gpu")
     assert asked.returncode == 4, asked.stdout + asked.stderr

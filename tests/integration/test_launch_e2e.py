@@ -191,6 +191,18 @@ def test_e2e_detach_pull_fallback_and_stop(fake_image, container, tmp_path, dock
     assert _gone(container), "--rm should remove the container when it stops"
 
 
+def test_e2e_a_folder_with_colon_comma_equals_space_and_quote_mounts_as_it_is(fake_image, container, tmp_path):
+    """--mount's CSV quoting, read by the real docker CLI: `-v` splits at ':', an unquoted --mount at ',' and '"'."""
+    folder = tmp_path / 'ch 1:"keras", v=3'
+    folder.mkdir()
+    r = run_launch(*_launch_args(fake_image, container, free_port(), folder, "--pull", "never", "--detach"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    mounts = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", container], capture_output=True, text=True).stdout)
+    assert [(m["Type"], m["Source"], m["Destination"]) for m in mounts] == [("bind", str(folder), "/src")]
+    subprocess.run(["docker", "stop", container], capture_output=True, timeout=60)
+    assert _gone(container)
+
+
 def test_e2e_explicit_port_in_use(fake_image, container, tmp_path):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

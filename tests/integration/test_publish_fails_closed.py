@@ -36,7 +36,7 @@ SUFFIX = "20261125-abc1234"
 @pytest.fixture(scope="module")
 def tiny_images(tmp_path_factory, docker_engine) -> dict[str, str]:
     """cell id -> id of a one-file image imported for it; removed afterwards by id."""
-    ids = {}
+    ids, own_tags = {}, []
     for cell in CELLS:
         archive = tmp_path_factory.mktemp("image") / "rootfs.tar"
         with tarfile.open(archive, "w") as tar:
@@ -47,9 +47,9 @@ def tiny_images(tmp_path_factory, docker_engine) -> dict[str, str]:
         # A tag of its own keeps the image when the registry's tags are removed after each test.
         own_tag = f"kerastack-test/fail-closed:{cell}-{os.urandom(4).hex()}"
         ids[cell] = subprocess.run(["docker", "import", str(archive), own_tag], capture_output=True, text=True, check=True).stdout.strip()
+        own_tags.append(own_tag)
     yield ids
-    for image_id in ids.values():
-        docker.image.remove(image_id, force=True)
+    docker.image.remove(own_tags)  # by the tags this fixture made, never forced, never by id
 
 
 PASSWORD = "s3cret-" + os.urandom(6).hex()
@@ -78,22 +78,39 @@ def reports(tmp_path, registry, tiny_images) -> Path:
     return folder
 
 
-def publish(registry: LocalRegistry, reports: Path, *args: str, fail_reads_of: str = "", env: dict[str, str] | None = None) -> tuple[int, str]:
+REGISTRY_500 = 'echo "ERROR: failed to do request: Head \\"http://registry/v2/x/manifests/y\\": 500 Internal Server Error" >&2; exit 1'
+
+
+def publish(
+    registry: LocalRegistry, reports: Path, *args: str, fail_reads_of: str = "", when: str = "", then: str = "", env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Publish with the real docker CLI, except that a docker command matching the shell pattern `when`
+    runs `then` first (`fail_reads_of`: a registry read of that tag answers 500)."""
     env = {**os.environ, "KERASTACK_REPOSITORY": REPOSITORY, **(env or {})}
     if fail_reads_of:
+        when, then = f'*"imagetools inspect"*"{fail_reads_of}"*', REGISTRY_500
+    if when:
         wrapper_dir = reports / "bin"
         wrapper_dir.mkdir(exist_ok=True)
         real = shutil.which("docker")
-        (wrapper_dir / "docker").write_text(
-            "#!/bin/sh\n"
-            f'case "$*" in *"imagetools inspect"*"{fail_reads_of}"*)\n'
-            '  echo "ERROR: failed to do request: Head \\"http://registry/v2/x/manifests/y\\": 500 Internal Server Error" >&2; exit 1;;\n'
-            "esac\n"
-            f'exec {real} "$@"\n'
-        )
+        (wrapper_dir / "docker").write_text(f'#!/bin/sh\ncase "$*" in {when})\n  {then};;\nesac\nexec {real} "$@"\n')
         (wrapper_dir / "docker").chmod(0o755)
         env["PATH"] = f"{wrapper_dir}{os.pathsep}{env['PATH']}"
-    command = [sys.executable, "-m", "kerastack", "--registry", registry.host, "publish", "--reports", str(reports), "--allow-dirty", "--retries", "0", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "kerastack",
+        "--registry",
+        registry.host,
+        "publish",
+        "--reports",
+        str(reports),
+        "--allow-dirty",
+        "--allow-bootstrapped-base",
+        "--retries",
+        "0",
+        *args,
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout + done.stderr
@@ -164,3 +181,27 @@ def test_publish_with_basic_auth_keeps_the_password_out_of_logs_and_reports(regi
         texts.append(docker_config.read_text())
     assert not [t for t in texts if PASSWORD in t]
     assert registry.host not in (docker_config.read_text() if docker_config.exists() else "")
+
+
+def test_a_failing_docker_step_outside_the_push_is_an_error_that_lists_what_was_pushed(registry, reports):
+    """`docker image tag` fails for the second cell: one error line, the report written, naming the first cell's tags."""
+    code, output = publish(registry, reports, when=f'*"image tag"*"2.21.0-py3.13-cpu-{SUFFIX}"*', then='echo "Error: tag failed on purpose" >&2; exit 1')
+    assert code == 1, output
+    assert "docker failed: Error: tag failed on purpose" in output and "already pushed:" in output
+    report = json.loads((reports / "publish-report.json").read_text())
+    failed = report["cells"]["tf2.21.0-py3.13-cpu"]
+    assert failed["pushed"] is False and f"{REPOSITORY}:2.21.0-py3.11-cpu-{SUFFIX}" in failed["error"], "the error lists what was already pushed"
+    assert report["cells"]["tf2.21.0-py3.11-cpu"]["pushed"] is True
+    assert not registry.tags(REPOSITORY) & {"latest", "2.21-cpu"}
+
+
+def test_a_tag_that_the_registry_holds_with_other_content_after_the_push_is_an_error_and_no_moving_tag_follows(registry, reports, tiny_images):
+    """Someone retags the cell tag to another image while it is pushed: the digest check after the push catches it."""
+    other = tiny_images["tf2.21.0-py3.13-cpu"]
+    retag = f'for last; do :; done; {shutil.which("docker")} image tag {other} "$last"'
+    code, output = publish(registry, reports, when='*"image push"*":2.21.0-py3.11-cpu"', then=retag)
+    assert code == 1, output
+    assert "not the smoke-tested" in output
+    assert not registry.tags(REPOSITORY) & {"latest", "2.21-cpu"}, "a moving tag followed a push whose digest was not the tested image"
+    report = json.loads((reports / "publish-report.json").read_text())
+    assert report["cells"]["tf2.21.0-py3.11-cpu"]["pushed"] is False

@@ -45,3 +45,42 @@ def test_cleanup_removes_made_tags_and_replaced_images_and_nothing_else(tmp_path
         assert docker.image.exists(users_dangling_id), "an untagged labelled image the session did not replace was removed"
     finally:
         subprocess.run(["docker", "image", "rm", "-f", *ids], capture_output=True)
+
+
+def test_a_users_container_image_and_tags_with_the_projects_names_survive_the_session_cleanup(tmp_path, docker_engine, monkeypatch):
+    """A user's own `make build` (the project's repository, today's immutable tag) and a container of theirs,
+    started before the tests: the session's cleanup, which removes the same tag under the test repository,
+    leaves both as they were. An existing tag of that name is the user's: it is checked, never replaced."""
+    import tests.conftest as session
+    from kerastack.config import load
+
+    project_image = load(ROOT / "versions.toml").image  # what `make build` tags when KERASTACK_REPOSITORY is unset
+    assert session.TEST_REPOSITORY not in project_image, "tests must not build under the project's own repository name"
+    suffix = current_stamp(ROOT)[0].suffix
+    users_tag = f"{project_image}:2.21.0-py3.11-cpu-{suffix}"
+    created_users_tag = not docker.image.exists(users_tag)
+    if created_users_tag:
+        imported(tmp_path, users_tag)
+    users_id = docker.image.inspect(users_tag).id
+    session_tag = f"ghcr.io/{session.TEST_REPOSITORY}:2.21.0-py3.11-cpu-{suffix}"
+    session_made_it = not docker.image.exists(session_tag)
+    if session_made_it:
+        imported(tmp_path, session_tag)
+    base = "kerastack-base/debian:bookworm-minbase-r2"
+    if not docker.image.exists(base):
+        pytest.skip(f"{base} (an image with `sleep`) is not here: build once first")
+    users_container = docker.run(base, ["sleep", "infinity"], detach=True, name=f"kerastack-users-own-{os.urandom(4).hex()}",
+                                 labels={"io.kerastack.cell": "tf2.21.0-py3.11-cpu"})  # fmt: skip
+    try:
+        monkeypatch.setattr(session, "_made_tags", {session_tag} if session_made_it else set())
+        monkeypatch.setattr(session, "_replaced_ids", set())
+        session.session_cleanup(environ={})
+        assert docker.image.inspect(users_tag).id == users_id, "the user's tag with the project's name and today's tag was touched"
+        assert docker.container.inspect(users_container.id).state.running, "the user's container was stopped"
+        assert not session_made_it or not docker.image.exists(session_tag), "the session's own tag was not removed"
+    finally:
+        docker.container.remove(users_container, force=True)  # the container this test started
+        if created_users_tag:
+            docker.image.remove(users_tag)
+        if session_made_it and docker.image.exists(session_tag):
+            docker.image.remove(session_tag)

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from kerastack.contract import LOCK_GROUPS, LOCKS_PATH, MANIFEST_PATH, USER
+from kerastack.contract import LOCKS_PATH, MANIFEST_PATH, USER
+from kerastack.lock_plan import GROUPS
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 SCIENCE_IMPORTS = ("numpy", "pandas", "scipy", "sklearn", "matplotlib", "seaborn", "PIL", "h5py", "tqdm", "ipywidgets")
 OS_TOOLS = ("git --version", "curl --version", "wget --version", "less --version", "nano --version", "ps --version", "top -b -n 1")
-LOCK_FILES = (*(f"{g}.txt" for g in LOCK_GROUPS), "lock.json")
+LOCK_FILES = (*(f"{g}.txt" for g in GROUPS), "lock.json")
 
 # Runs in the image as its default user. Each check runs in its own process (a fresh interpreter for the
 # imports, bash for the tools, as a user's shell would), so one failing check still leaves a report for
@@ -91,7 +92,7 @@ def test_the_image_carries_its_manifest_matching_versions_toml(cell_id, cell, ce
 def test_the_manifest_lists_exactly_the_locked_packages(cell_id, toolkit):
     manifest = manifest_of(toolkit, cell_id)
     locked = json.loads((ROOT / "locks" / cell_id / "lock.json").read_text())["groups"]
-    installed = {g: {p["name"]: p["version"] for p in manifest["python_packages"] if p["group"] == g} for g in LOCK_GROUPS}
+    installed = {g: {p["name"]: p["version"] for p in manifest["python_packages"] if p["group"] == g} for g in GROUPS}
     assert installed == locked, cell_id
 
 

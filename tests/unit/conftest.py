@@ -52,3 +52,23 @@ def locked_project(tmp_path) -> Path:
     project = tmp_path / "locked"
     shutil.copytree(LOCKED, project)
     return project
+
+
+# ---------------------------------------------------------------- the launcher (scripts/launch)
+# Shared by test_launch.py and test_launch_hosts.py; stdlib and pytest only, so they also run on the
+# macOS and Windows runners, which install nothing else.
+LAUNCHER_TOKEN = "tok-" + "ab12" * 10
+
+
+@pytest.fixture(scope="module")
+def launch():
+    """scripts/launch loaded as a module (one copy per test module: tests monkeypatch it)."""
+    from tests.conftest import load_launcher
+
+    return load_launcher()
+
+
+@pytest.fixture
+def opts(launch, tmp_path):
+    """Options as the default command line gives them, for a temporary folder and a fixed token."""
+    return launch.parse_args(["--dir", str(tmp_path)], environ={}, token_factory=lambda: LAUNCHER_TOKEN)

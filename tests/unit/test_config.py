@@ -6,6 +6,7 @@ valid file by one mistake. The real versions.toml is checked in test_real_versio
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -184,7 +185,7 @@ def test_cuda_at_or_above_an_exclusive_bound_is_rejected(base_text):
         ('python = ["3.11", "3.13"]', 'python = [3.11, "3.13"]', "matrix.python[0]", "expected a version string, got 3.11"),
         ('keras = "3.12.4"', 'keras = "1..2"', 'tensorflow."2.21.0".keras', "'1..2' is a malformed version"),
         ('cudnn = "9.10"', 'cudnn = "9.10-rc1"', 'cuda."12.9".cudnn', "malformed version"),
-        ('min_driver = "555.42"', "min_driver = 555.42", 'cuda."12.5".min_driver', "expected a version string"),
+        ('min_driver = "555.42"', "min_driver = 555.42", 'cuda."12.5".min_driver', "expected a driver version string"),
         (
             'cuda = { min = "12.5", below = "13" }\nkeras = "3.12.4"',
             'cuda = { min = "12.5", below = "v13" }\nkeras = "3.12.4"',
@@ -197,6 +198,23 @@ def test_cuda_at_or_above_an_exclusive_bound_is_rejected(base_text):
 )
 def test_malformed_versions(base_text, old, new, key_path, problem):
     expect_error(edit(base_text, old, new), key_path, problem=problem)
+
+
+@pytest.mark.parametrize("driver", ["555.42", "555.42.06", "470.256.02", "1025.3"])
+def test_nvidia_driver_versions_as_nvidia_smi_prints_them_are_accepted(base_text, driver):
+    cfg = config.parse(edit(base_text, 'min_driver = "555.42"', f'min_driver = "{driver}"'), FILE)
+    assert cfg.cuda[next(iter(cfg.cuda))].min_driver == driver
+
+
+@pytest.mark.parametrize("driver", ["560", "555.42.", "0555.42", "555.42.06.1", "\u0665\u0665\u0665.42", "v555.42"])
+def test_driver_versions_nvidia_never_prints_are_refused(base_text, driver):
+    expect_error(edit(base_text, 'min_driver = "555.42"', f'min_driver = "{driver}"'), 'cuda."12.5".min_driver', problem="is not an NVIDIA driver version")
+
+
+@pytest.mark.parametrize("name", ["nvidia-bad!", "nvidia-x-", "nvidia-\u00e9", "nvidia-a b"])
+def test_cuda_wheel_names_that_are_not_distribution_names_are_refused(base_text, name):
+    text = edit(base_text, '"nvidia-cublas-cu12" = "12.5.3.2"', f'"nvidia-cublas-cu12" = "12.5.3.2", {json.dumps(name)} = "1.0"')
+    expect_error(text, config._join('cuda."12.5".wheels', name), problem="is not a valid distribution name")
 
 
 def test_float_version_fix_says_to_quote_it(base_text):
@@ -534,3 +552,126 @@ def test_empty_or_non_list_science_packages(sample_text):
         if replacement.startswith("science ="):
             text = top_level(sample_text[:start] + sample_text[end:], "science = 3")
         expect_error(text, key)
+
+
+# ---------------------------------------------------------------- [data] and [visualisation]
+DATA = '[data]\npackages = ["openpyxl>=3.1,<4", "sqlalchemy>=2.0,<3"]\n'
+VISUALISATION = '[visualisation]\npackages = ["bokeh>=3.5,<4"]\n'
+
+
+def test_data_and_visualisation_are_read_in_layer_order(sample_config):
+    assert list(sample_config.group_packages) == ["science", "data", "visualisation", "jupyter"]
+    assert sample_config.group_packages["data"] == ("openpyxl>=3.1,<4", "sqlalchemy>=2.0,<3")
+    assert sample_config.group_packages["visualisation"] == ("bokeh>=3.5,<4",)
+
+
+@pytest.mark.parametrize("table", [DATA, VISUALISATION, DATA + "\n" + VISUALISATION])
+def test_data_and_visualisation_are_optional(sample_text, table):
+    parsed = config.parse(edit(sample_text, table, ""), FILE)
+    for name in ("data", "visualisation"):
+        assert parsed.group_packages[name] == (() if f"[{name}]" in table else config.parse(sample_text, FILE).group_packages[name])
+    assert len(matrix.cells(parsed)) == len(matrix.cells(config.parse(sample_text, FILE)))
+
+
+@pytest.mark.parametrize(
+    "old, new, key_path, problem, fix",
+    [
+        # A package in two tables: named where it is listed the second time, with the first place in the message.
+        (
+            DATA,
+            DATA.replace('"sqlalchemy', '"Pandas>=2", "sqlalchemy'),
+            "data.packages[1]",
+            "pandas is also in science.packages[2]",
+            "remove it from data.packages[1] or from science.packages[2]",
+        ),
+        (
+            VISUALISATION,
+            VISUALISATION.replace('"bokeh', '"openpyxl", "bokeh'),
+            "visualisation.packages[0]",
+            "openpyxl is also in data.packages[0]",
+            "list each package in one group only",
+        ),
+        (
+            VISUALISATION,
+            VISUALISATION.replace('"bokeh', '"notebook", "bokeh'),
+            "visualisation.packages[0]",
+            "notebook is also in jupyter.packages[1]",
+            "in one group only",
+        ),
+        (
+            VISUALISATION,
+            VISUALISATION.replace('"bokeh', '"ipywidgets>=8", "bokeh'),
+            "visualisation.packages[0]",
+            "ipywidgets is also in science.packages[9]",
+            "in one group only",
+        ),
+        # The table's own rules are [science]'s.
+        (
+            DATA,
+            DATA.replace('"sqlalchemy>=2.0,<3"', '"sqlalchemy>=2.0,<3", "SQLAlchemy"'),
+            "data.packages[2]",
+            "sqlalchemy is already required by data.packages[1]",
+            "",
+        ),
+        (DATA, DATA.replace('"sqlalchemy>=2.0,<3"', '"sqlalchemy>=2.0<3"'), "data.packages[1]", "is not a requirement", "openpyxl>=3.1,<4"),
+        (VISUALISATION, VISUALISATION.replace('"bokeh>=3.5,<4"', "3"), "visualisation.packages[0]", "expected a requirement string", "matplotlib>=3.9,<4"),
+        (DATA, "[data]\npackages = []\n", "data.packages", "", ""),
+        (VISUALISATION, '[visualisation]\npackages = "bokeh"\n', "visualisation.packages", "", ""),
+        (VISUALISATION, '[visualisation]\nplots = ["bokeh"]\n', "visualisation.plots", "unknown key", ""),
+        (DATA, '[data]\nextras = 1\npackages = ["xlrd"]\n', "data.extras", "unknown key", ""),
+    ],
+)
+def test_bad_data_or_visualisation_table(sample_text, old, new, key_path, problem, fix):
+    expect_error(edit(sample_text, old, new), key_path, problem=problem, fix=fix)
+
+
+def test_a_misspelt_layer_table_is_an_unknown_key_that_lists_the_tables(sample_text):
+    err = expect_error(edit(sample_text, "[visualisation]\n", "[visualization]\n"), "visualization", problem="unknown key")
+    assert "visualisation" in err.fix.split(", ") and "data" in err.fix.split(", "), err.fix
+
+
+def test_non_table_data_or_visualisation(sample_text):
+    for name, table in (("data", DATA), ("visualisation", VISUALISATION)):
+        expect_error(top_level(edit(sample_text, table, ""), f"{name} = 3"), name)
+
+
+# ---------------------------------------------------------------- [jupyterhub]
+
+HUB_JUPYTER = '[jupyter]\npackages = ["jupyterlab>=4.4,<5", "notebook>=7.4,<8", "ipykernel>=6.29,<8", "jupyterhub==6.1.1"]\n'
+SAMPLE_JUPYTER = '[jupyter]\npackages = ["jupyterlab>=4.4,<5", "notebook>=7.4,<8", "ipykernel>=6.29,<8"]\n'
+
+
+@pytest.fixture(scope="module")
+def hub_text(sample_text) -> str:
+    """The sample with jupyterhub pinned in [jupyter] and declared in [jupyterhub], as the real file has it."""
+    return edit(sample_text, SAMPLE_JUPYTER, HUB_JUPYTER + '\n[jupyterhub]\nversion = "6.1.1"\n')
+
+
+def test_jupyterhub_table_loads(hub_text):
+    hub = config.parse(hub_text, FILE).jupyterhub
+    assert hub is not None and str(hub.version) == "6.1.1" and hub.hub_major == 6
+
+
+def test_jupyterhub_table_is_optional(sample_config):
+    assert sample_config.jupyterhub is None
+
+
+@pytest.mark.parametrize(
+    "old, new, key_path, problem",
+    [
+        ('version = "6.1.1"', 'version = "6.2.0"', "jupyter.packages[3]", "does not pin jupyterhub.version 6.2.0"),
+        ('version = "6.1.1"', 'version = "6.1"', "jupyterhub.version", "is not a full release version"),
+        ('version = "6.1.1"', "version = 6", "jupyterhub.version", "expected a version string"),
+        ('version = "6.1.1"', 'release = "6.1.1"', "jupyterhub.release", "unknown key"),
+        ('"jupyterhub==6.1.1"', '"jupyterhub>=6"', "jupyter.packages[3]", "does not pin jupyterhub.version 6.1.1"),
+        ('"jupyterhub==6.1.1"', '"jupyterhub[postgres]==6.1.1"', "jupyter.packages[3]", "does not pin"),
+        (', "jupyterhub==6.1.1"', "", "jupyter.packages", "has no jupyterhub"),
+    ],
+)
+def test_bad_jupyterhub_table(hub_text, old, new, key_path, problem):
+    expect_error(edit(hub_text, old, new), key_path, problem=problem)
+
+
+def test_jupyterhub_must_be_a_table(hub_text):
+    text = top_level(edit(hub_text, '\n[jupyterhub]\nversion = "6.1.1"\n', ""), 'jupyterhub = "6.1.1"')
+    expect_error(text, "jupyterhub", problem="expected a table")

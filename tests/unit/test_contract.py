@@ -22,6 +22,14 @@ LAUNCHER_COPIES = [
     ("MIN_DRIVER_LABEL", contract.MIN_DRIVER_LABEL),
     ("CPU_TAG", contract.latest_tag("cpu")),
     ("GPU_TAG", contract.latest_tag("gpu")),
+    ("LAYER_EPOCH", contract.LAYER_EPOCH),
+    ("LOCKS_PATH", contract.LOCKS_PATH),
+    ("EXTRAS_MANIFEST_PATH", contract.EXTRAS_MANIFEST_PATH),
+    ("EXTENDS_LABEL", contract.EXTENDS_LABEL),
+    ("EXTENDS_REF_LABEL", contract.EXTENDS_REF_LABEL),
+    ("EXTENDS_DIGEST_LABEL", contract.EXTENDS_DIGEST_LABEL),
+    ("EXTRAS_LOCK_LABEL", contract.EXTRAS_LOCK_LABEL),
+    ("EXTRAS_LABEL", contract.EXTRAS_LABEL),
 ]
 
 

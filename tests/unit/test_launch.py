@@ -2,6 +2,8 @@
 
 Most tests call its pure functions (no Docker). A few run it as a subprocess: --help, --dry-run, and the
 error paths. The end-to-end tests against a real Docker engine are in tests/integration/test_launch_e2e.py.
+Tests marked `hosts` need nothing but the standard library and pytest on any OS: ci.yml runs them on
+GitHub's macOS and Windows runners too, with tests/unit/test_launch_hosts.py (`pytest -m hosts`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import threading
 
 import pytest
 
-from tests.containers import free_port
+from tests.unit.conftest import LAUNCHER_TOKEN
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "scripts" / "launch"
-TOKEN = "tok-" + "ab12" * 10
+TOKEN = LAUNCHER_TOKEN  # the `opts` fixture's (tests/unit/conftest.py)
 
 
 def _load_launch():
@@ -36,21 +38,18 @@ def _load_launch():
     return module
 
 
-@pytest.fixture(scope="module")
-def launch():
-    return _load_launch()
-
-
-@pytest.fixture
-def opts(launch, tmp_path):
-    """Options as the default command line gives them, for a temporary folder and a fixed token."""
-    return launch.parse_args(["--dir", str(tmp_path)], environ={}, token_factory=lambda: TOKEN)
-
-
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("JUPYTER_TOKEN", "KERASTACK_IMAGE")}
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A port nothing listens on now (defined here, not imported from tests.containers: this module also
+    runs on the macOS and Windows runners, which have neither the pipeline nor Docker)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_launch(*args, env=None, timeout=60, cwd=None):
@@ -67,8 +66,9 @@ def test_launch_is_an_executable_python_script():
     assert LAUNCH.read_text().startswith("#!/usr/bin/env python3\n")
 
 
+@pytest.mark.hosts
 def test_launch_parses_as_python_3_8_and_imports_only_the_standard_library():
-    source = LAUNCH.read_text()
+    source = LAUNCH.read_text(encoding="utf-8")
     tree = ast.parse(source, feature_version=(3, 8))  # rejects match statements, parenthesized withs...
     imported = set()
     for node in ast.walk(tree):
@@ -100,6 +100,7 @@ def test_defaults(launch, tmp_path, monkeypatch):
     assert o.extra == []
 
 
+@pytest.mark.hosts
 def test_generated_token_is_random_hex(launch, tmp_path):
     a = launch.parse_args(["--dir", str(tmp_path)], environ={})
     b = launch.parse_args(["--dir", str(tmp_path)], environ={})
@@ -107,12 +108,14 @@ def test_generated_token_is_random_hex(launch, tmp_path):
     assert a.token != b.token
 
 
+@pytest.mark.hosts
 def test_everything_after_double_dash_goes_to_docker_run(launch, tmp_path):
     o = launch.parse_args(["--dir", str(tmp_path), "--port", "9999", "--", "--memory", "8g", "--", "--cpus=2"], environ={}, token_factory=lambda: TOKEN)
     assert o.port == 9999
     assert o.extra == ["--memory", "8g", "--", "--cpus=2"]
 
 
+@pytest.mark.hosts
 def test_all_options(launch, tmp_path):
     o = launch.parse_args(
         [
@@ -146,6 +149,7 @@ def test_all_options(launch, tmp_path):
     assert (o.token, o.token_source, o.timeout) == ("abc", "option", 30.0)
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "args",
     [
@@ -164,6 +168,7 @@ def test_bad_options_exit_2(launch, tmp_path, args, capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.hosts
 def test_help_exits_0_and_mentions_gpu(launch, capsys):
     with pytest.raises(SystemExit) as exc:
         launch.parse_args(["--help"], environ={})
@@ -199,6 +204,7 @@ def test_help_as_a_command(tmp_path):
         assert text in r.stdout, text
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "token_args, environ, where",
     [
@@ -214,6 +220,7 @@ def test_empty_token_is_rejected(launch, tmp_path, token_args, environ, where):
     assert where in exc.value.message and "token" in exc.value.message
 
 
+@pytest.mark.hosts
 def test_token_from_environment_and_option(launch, tmp_path):
     d = ["--dir", str(tmp_path)]
     assert launch.parse_args(d, environ={"JUPYTER_TOKEN": "fromenv"}).token == "fromenv"
@@ -235,6 +242,7 @@ def test_dir_must_exist_and_becomes_absolute(launch, tmp_path, monkeypatch):
         launch.parse_args(["--dir", str(tmp_path / "file")], environ={})
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "bind, expected",
     [
@@ -250,6 +258,7 @@ def test_bind_addresses(launch, tmp_path, bind, expected):
     assert launch.parse_args(["--bind", bind, "--dir", str(tmp_path)], environ={}).bind == expected
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize("bind", ["example.com", "", "256.1.1.1"])
 def test_bad_bind_address(launch, tmp_path, bind):
     with pytest.raises(launch.LaunchError) as exc:
@@ -265,6 +274,7 @@ def _image(launch, tmp_path, args, environ=None):
     return launch.resolve_image(o)
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "args, environ, expected",
     [
@@ -286,6 +296,7 @@ def test_resolve_image(launch, tmp_path, args, environ, expected):
     assert _image(launch, tmp_path, args, environ) == expected
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "args",
     [
@@ -311,19 +322,22 @@ def _value_after(cmd, flag):
     return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == flag]
 
 
+@pytest.mark.hosts
 def test_run_command_defaults(launch, opts, tmp_path):
     cmd = launch.build_run_command(opts, "example/img:1", 8888, remap=None, gpu_method=None)
     assert cmd[:4] == ["docker", "run", "-d", "--rm"]
     assert _value_after(cmd, "--name") == ["kerastack-8888"]
     assert _value_after(cmd, "-p") == ["127.0.0.1:8888:8888"]
-    assert _value_after(cmd, "-v") == [str(tmp_path.resolve()) + ":/src"]
-    assert os.path.isabs(_value_after(cmd, "-v")[0].rsplit(":", 1)[0])
+    assert _value_after(cmd, "--mount") == ["type=bind,source=%s,target=/src" % opts.dir]
+    assert opts.dir == os.path.abspath(str(tmp_path)) and os.path.isabs(opts.dir)
+    assert "-v" not in cmd
     assert _value_after(cmd, "-e") == ["JUPYTER_TOKEN"]  # the value travels in the environment
     assert cmd[-1] == "example/img:1"
     assert not any(TOKEN in a for a in cmd)
     assert "--user" not in cmd and "--gpus" not in cmd and "--device" not in cmd
 
 
+@pytest.mark.hosts
 def test_run_command_host_port_and_name(launch, opts):
     cmd = launch.build_run_command(opts, "i", 8890, remap=None, gpu_method=None)
     assert _value_after(cmd, "-p") == ["127.0.0.1:8890:8888"]
@@ -334,6 +348,7 @@ def test_run_command_host_port_and_name(launch, opts):
     assert _value_after(cmd, "-p") == ["[::1]:8890:8888"]
 
 
+@pytest.mark.hosts
 def test_run_command_remaps_a_normal_user(launch, opts):
     cmd = launch.build_run_command(opts, "img", 8888, remap=(1234, 4321), gpu_method=None)
     assert _value_after(cmd, "--user") == ["root"]
@@ -342,6 +357,7 @@ def test_run_command_remaps_a_normal_user(launch, opts):
     assert cmd[-1] == "img"
 
 
+@pytest.mark.hosts
 def test_extra_args_come_just_before_the_image(launch, tmp_path):
     o = launch.parse_args(["--dir", str(tmp_path), "--gpu", "--", "--memory", "8g", "-e", "A=1"], environ={}, token_factory=lambda: TOKEN)
     cmd = launch.build_run_command(o, "img:gpu", 8888, remap=(1000, 1000), gpu_method=launch.GPU_RUNTIME)
@@ -349,6 +365,7 @@ def test_extra_args_come_just_before_the_image(launch, tmp_path):
     assert cmd.index("--gpus") < cmd.index("--memory") and cmd.index("--user") < cmd.index("--memory")
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "method, expected",
     [
@@ -363,6 +380,7 @@ def test_run_command_gpu_flags(launch, opts, method, expected):
     assert cmd[i : i + 2] == expected
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "uid, gid, no_remap, rootless, remap, note",
     [
@@ -384,6 +402,7 @@ def test_remap_decision(launch, uid, gid, no_remap, rootless, remap, note):
         assert note in got_note
 
 
+@pytest.mark.hosts
 def test_as_root_jupyter_takes_the_folder_owners_ids(launch):
     remap, note = launch.remap_decision(0, 0, no_remap=False, folder_owner=(4321, 4322))
     assert remap == (4321, 4322) and "UID 4321" in note
@@ -392,6 +411,7 @@ def test_as_root_jupyter_takes_the_folder_owners_ids(launch):
     assert launch.remap_decision(1001, 1002, no_remap=False, folder_owner=(4321, 4322))[0] == (1001, 1002)
 
 
+@pytest.mark.hosts
 def test_root_is_never_remapped_so_jupyter_never_runs_as_root(launch, opts):
     remap, note = launch.remap_decision(0, 0, no_remap=False)
     cmd = launch.build_run_command(opts, "img", 8888, remap=remap, gpu_method=None)
@@ -399,6 +419,7 @@ def test_root_is_never_remapped_so_jupyter_never_runs_as_root(launch, opts):
     assert "owned by UID 1000" in note
 
 
+@pytest.mark.hosts
 def test_displayed_command_masks_the_token(launch, opts):
     cmd = launch.build_run_command(opts, "example/img:1", 8888, remap=None, gpu_method=None)
     shown = launch.format_run_for_display(cmd)
@@ -407,6 +428,7 @@ def test_displayed_command_masks_the_token(launch, opts):
     assert shown.endswith(" example/img:1")
 
 
+@pytest.mark.hosts
 def test_mask(launch):
     assert launch.mask("url ?token=%s end %s" % (TOKEN, TOKEN), TOKEN) == "url ?token=*** end ***"
     assert launch.mask("a+b%2Bc", "b+c") == "a+***"  # the URL-quoted form too
@@ -429,16 +451,19 @@ INFO_CDI = {
 }
 
 
+@pytest.mark.hosts
 def test_gpu_runtime(launch):
     assert launch.detect_gpu(INFO_RUNTIME) == launch.GPU_RUNTIME == "runtime"
     both = dict(INFO_CDI, Runtimes=INFO_RUNTIME["Runtimes"])
     assert launch.detect_gpu(both) == "runtime"  # the runtime wins: --gpus all is the usual form
 
 
+@pytest.mark.hosts
 def test_gpu_cdi_devices(launch):
     assert launch.detect_gpu(INFO_CDI) == launch.GPU_CDI == "cdi"
 
 
+@pytest.mark.hosts
 def test_gpu_neither(launch):
     assert launch.detect_gpu(INFO_NO_GPU) is None
     assert launch.detect_gpu({}) is None
@@ -448,6 +473,7 @@ def test_gpu_neither(launch):
     assert launch.detect_gpu(old) is None
 
 
+@pytest.mark.hosts
 def test_gpu_cdi_spec_files(launch):
     info = dict(INFO_NO_GPU, ServerVersion="27.3.1", CDISpecDirs=["/etc/cdi"])
     assert launch.detect_gpu(info, ["/etc/cdi/nvidia.yaml"]) == "cdi"
@@ -465,12 +491,14 @@ def test_find_local_cdi_specs(launch, tmp_path):
     assert launch.find_local_cdi_specs(dict(info, CDISpecDirs=None)) == []
 
 
+@pytest.mark.hosts
 def test_gpu_run_args(launch):
     assert launch.gpu_run_args("runtime") == ["--gpus", "all"]
     assert launch.gpu_run_args("cdi") == ["--device", "nvidia.com/gpu=all"]
     assert launch.gpu_run_args(None) == []
 
 
+@pytest.mark.hosts
 def test_no_gpu_message_says_what_to_do(launch):
     msg = launch.no_gpu_message()
     for text in [
@@ -503,6 +531,7 @@ def test_gpu_dry_run_uses_the_detected_form(launch, tmp_path, monkeypatch, capsy
     assert "--gpus" not in out and TOKEN not in out
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "label, gpu, host, expected",
     [
@@ -525,10 +554,12 @@ def test_variant_notice(launch, label, gpu, host, expected):
 # ----------------------------------------------------------------------------- ports and URL
 
 
+@pytest.mark.hosts
 def test_default_port_when_free(launch):
     assert launch.choose_port(None, lambda p: True) == (8888, None)
 
 
+@pytest.mark.hosts
 def test_default_port_falls_back_to_a_free_one(launch):
     taken = {8888, 8889, 8890}
     port, message = launch.choose_port(None, lambda p: p not in taken)
@@ -536,6 +567,7 @@ def test_default_port_falls_back_to_a_free_one(launch):
     assert "8888" in message and "8891" in message
 
 
+@pytest.mark.hosts
 def test_explicit_port(launch):
     assert launch.choose_port(9999, lambda p: p == 9999) == (9999, None)
     with pytest.raises(launch.LaunchError) as exc:
@@ -543,6 +575,7 @@ def test_explicit_port(launch):
     assert exc.value.code == 2 and "9999" in exc.value.message
 
 
+@pytest.mark.hosts
 def test_no_free_port_at_all(launch):
     with pytest.raises(launch.LaunchError, match="--port"):
         launch.choose_port(None, lambda p: False)
@@ -566,6 +599,7 @@ def test_port_is_free_rejects_a_foreign_address(launch):
         launch.port_is_free("192.0.2.123", 8888)  # TEST-NET-1: never local
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "bind, expected",
     [
@@ -583,6 +617,7 @@ def test_format_url(launch, bind, expected):
     assert "0.0.0.0" not in url
 
 
+@pytest.mark.hosts
 def test_bind_warning(launch):
     assert launch.bind_warning("127.0.0.1") is None
     assert launch.bind_warning("::1") is None
@@ -590,6 +625,7 @@ def test_bind_warning(launch):
     assert "token" in launch.bind_warning("192.168.1.20")
 
 
+@pytest.mark.hosts
 def test_probe_url(launch):
     assert launch.probe_url("0.0.0.0", 9000) == "http://127.0.0.1:9000/api/status"
     assert launch.probe_url("127.0.0.1", 9000) == "http://127.0.0.1:9000/api/status"
@@ -599,6 +635,7 @@ def test_probe_url(launch):
 # ----------------------------------------------------------------------------- container states
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "state, kind",
     [
@@ -631,6 +668,7 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.mark.hosts
 def test_poll_returns_as_soon_as_the_api_answers(launch):
     clock = FakeClock()
     answers = iter([False] * 9 + [True])
@@ -641,6 +679,7 @@ def test_poll_returns_as_soon_as_the_api_answers(launch):
     assert states == [0.0]  # docker inspect at most once a second
 
 
+@pytest.mark.hosts
 def test_poll_asks_docker_about_the_container_once_a_second(launch):
     clock = FakeClock()
     states = []
@@ -649,6 +688,7 @@ def test_poll_asks_docker_about_the_container_once_a_second(launch):
     assert [round(t) for t in states] == [0, 1, 2, 3]
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize("state", ["exited", "unhealthy", "ready"])
 def test_poll_stops_on_what_docker_says(launch, state):
     clock = FakeClock()
@@ -683,6 +723,7 @@ def test_the_probe_sends_the_token_and_needs_a_2xx(launch):
     assert not launch.token_accepted("http://127.0.0.1:%d/api/status" % free_port(), TOKEN)  # nothing listens
 
 
+@pytest.mark.hosts
 @pytest.mark.parametrize(
     "returncode, out, err, code, words",
     [
@@ -718,13 +759,15 @@ def test_dry_run_prints_the_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert TOKEN not in r.stdout + r.stderr
-    assert "docker pull example/img:1" in r.stdout
+    # With an engine here, both carry its platform (see test_launch_platform.py); without one, neither does.
+    pull = re.search(r"^docker pull (--platform linux/[a-z0-9/]+ )?example/img:1$", r.stdout, re.M)
+    assert pull, r.stdout
     line = _run_line(r.stdout)
-    assert line.startswith("JUPYTER_TOKEN=*** docker run -d --rm --name kerastack-")
+    assert line.startswith("JUPYTER_TOKEN=*** docker run -d --rm %s--name kerastack-" % (pull.group(1) or "")), line
     assert re.search(r" -p 127\.0\.0\.1:(\d+):8888 ", line), line
     port = re.search(r" -p 127\.0\.0\.1:(\d+):8888 ", line).group(1)
     assert "--name kerastack-%s " % port in line
-    assert " -v %s:/src " % tmp_path.resolve() in line
+    assert " --mount type=bind,source=%s,target=/src " % tmp_path.resolve() in line
     assert " -e JUPYTER_TOKEN " in line
     assert line.endswith(" example/img:1")
     assert "http://localhost:%s/lab?token=***" % port in r.stdout
@@ -808,11 +851,12 @@ GPU_LABELS = {"io.kerastack.variant": "gpu", "io.kerastack.nvidia.driver.min": "
 
 
 def recorded_facts(launch, name):
-    facts = launch.parse_check_output((CHECK_DATA / name).read_text())
+    facts = launch.parse_check_output((CHECK_DATA / name).read_text(encoding="utf-8"))
     assert facts is not None, name
     return facts
 
 
+@pytest.mark.hosts
 def test_check_cpu_image(launch):
     lines, code = launch.check_report(recorded_facts(launch, "cpu-image-cpu-host.txt"), False, None, CPU_LABELS)
     text = "\n".join(lines)
@@ -822,12 +866,14 @@ def test_check_cpu_image(launch):
     assert lines[-1].startswith("verdict: ✓")
 
 
+@pytest.mark.hosts
 def test_check_cpu_image_with_gpu_asked(launch):
     lines, code = launch.check_report(recorded_facts(launch, "cpu-image-cpu-host.txt"), True, launch.GPU_RUNTIME, CPU_LABELS)
     assert code == launch.EXIT_NO_GPU
     assert lines[-1].startswith("verdict: ✗ no GPU visible: this is a CPU image")
 
 
+@pytest.mark.hosts
 def test_check_gpu_image_on_a_host_without_gpu_support(launch):
     lines, code = launch.check_report(recorded_facts(launch, "gpu-image-cpu-host.txt"), True, None, GPU_LABELS)
     text = "\n".join(lines)
@@ -838,11 +884,13 @@ def test_check_gpu_image_on_a_host_without_gpu_support(launch):
     assert lines[-1].startswith("verdict: ✗ no GPU visible: Docker here has no NVIDIA runtime and no NVIDIA CDI device")
 
 
+@pytest.mark.hosts
 def test_check_gpu_image_without_gpu_asked_runs_on_the_cpu(launch):
     lines, code = launch.check_report(recorded_facts(launch, "gpu-image-cpu-host.txt"), False, None, GPU_LABELS)
     assert code == 0 and "on the CPU" in lines[-1]
 
 
+@pytest.mark.hosts
 def test_check_gpu_host(launch):
     lines, code = launch.check_report(recorded_facts(launch, "gpu-image-gpu-host.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
     text = "\n".join(lines)
@@ -852,6 +900,7 @@ def test_check_gpu_host(launch):
     assert lines[-1] == "verdict: ✓ TensorFlow sees 2 GPU(s)"
 
 
+@pytest.mark.hosts
 def test_check_old_driver(launch):
     lines, code = launch.check_report(recorded_facts(launch, "gpu-image-old-driver.txt"), True, launch.GPU_CDI, GPU_LABELS)
     assert code == launch.EXIT_NO_GPU
@@ -859,29 +908,34 @@ def test_check_old_driver(launch):
     assert "driver 535.104.05 is older than the 555.42 this image needs" in lines[-1]
 
 
+@pytest.mark.hosts
 def test_check_runtime_without_a_device(launch):
     lines, code = launch.check_report(recorded_facts(launch, "gpu-image-no-device.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
     assert code == launch.EXIT_NO_GPU
     assert "no device" in lines[-1] and "No devices were found" in lines[-1]
 
 
+@pytest.mark.hosts
 def test_check_gpu_listed_but_tensorflow_blind(launch):
     lines, code = launch.check_report(recorded_facts(launch, "gpu-image-libs-broken.txt"), True, launch.GPU_RUNTIME, GPU_LABELS)
     assert code == launch.EXIT_NO_GPU
     assert "NVIDIA A100-SXM4-40GB" in lines[-1] and "CUDA libraries" in lines[-1]
 
 
+@pytest.mark.hosts
 def test_check_import_error(launch):
     lines, code = launch.check_report(recorded_facts(launch, "import-error.txt"), False, None, CPU_LABELS)
     assert code == launch.EXIT_ERROR and "does not import" in lines[-1] and "libstdc++" in lines[-1]
 
 
+@pytest.mark.hosts
 def test_parse_check_output_ignores_noise_and_rejects_garbage(launch):
     assert launch.parse_check_output("no marker here\n") is None
     assert launch.parse_check_output("KERASTACK-CHECK {not json\n") is None
     assert launch.parse_check_output('noise\nKERASTACK-CHECK {"python": "3.13.1"}\n') == {"python": "3.13.1"}
 
 
+@pytest.mark.hosts
 def test_parse_nvidia_smi(launch):
     assert launch.parse_nvidia_smi("NVIDIA H100 80GB HBM3, 570.124.06\nTesla T4, 535.104.05\n") == [
         ("NVIDIA H100 80GB HBM3", "570.124.06"),
@@ -890,6 +944,7 @@ def test_parse_nvidia_smi(launch):
     assert launch.parse_nvidia_smi("No devices were found\n") == []
 
 
+@pytest.mark.hosts
 def test_check_command_uses_the_gpu_flags_of_a_real_run(launch):
     cmd = launch.check_command("img:1", launch.GPU_CDI, ["--memory", "8g"])
     assert cmd[:3] == ["docker", "run", "--rm"]
@@ -897,3 +952,67 @@ def test_check_command_uses_the_gpu_flags_of_a_real_run(launch):
     assert cmd[cmd.index("img:1") + 1 : cmd.index("img:1") + 3] == ["python", "-c"]
     assert "-p" not in cmd and "--memory" in cmd
     assert "--gpus" not in launch.check_command("img:1", None, [])
+
+
+# ---------------------------------------------------------------- round two: nothing accepted without a word
+
+
+@pytest.mark.hosts
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_dir_is_refused_not_the_current_folder(launch, value):
+    with pytest.raises(launch.LaunchError, match="--dir is empty") as refused:
+        launch.parse_args(["--dir", value], environ={})
+    assert refused.value.code == launch.EXIT_USAGE
+
+
+@pytest.mark.hosts
+@pytest.mark.parametrize(
+    "extra", [["--dir", "."], ["--port", "9999"], ["--bind", "127.0.0.1"], ["--token", "abc"], ["--detach"], ["--no-remap"], ["--dir", ".", "--detach"]]
+)
+def test_options_that_do_not_apply_to_check_are_refused(launch, extra):
+    with pytest.raises(launch.LaunchError, match="--check runs the image's self-check") as refused:
+        launch.parse_args(["--check", *extra], environ={})
+    assert all(flag in str(refused.value) for flag in extra if flag.startswith("--"))
+
+
+@pytest.mark.hosts
+def test_check_with_its_own_options_is_accepted(launch):
+    opts = launch.parse_args(["--check", "--gpu", "--name", "my-check", "--timeout", "30", "--pull", "never"], environ={})
+    assert opts.check and opts.name == "my-check"
+
+
+@pytest.mark.hosts
+@pytest.mark.parametrize(
+    ("uid", "gid", "owner", "expected"),
+    [
+        (0, 0, (4321, 0), (4321, 1000)),  # root, a folder of user 4321 in group root
+        (0, 0, (4321, 4322), (4321, 4322)),
+        (1001, 0, None, (1001, 1000)),  # a user whose primary group is root's
+    ],
+)
+def test_jupyter_never_runs_with_gid_0(launch, uid, gid, owner, expected):
+    remap, note = launch.remap_decision(uid, gid, no_remap=False, folder_owner=owner)
+    assert remap == expected and remap[1] != 0
+    assert note is None or "GID" in note or "owner" in note
+
+
+@pytest.mark.hosts
+def test_the_check_container_is_named(launch):
+    cmd = launch.check_command("img:1", None, [], "kerastack-check-1234")
+    assert cmd[cmd.index("--name") + 1] == "kerastack-check-1234"
+
+
+def test_a_check_that_times_out_removes_its_named_container(launch, tmp_path, monkeypatch):
+    """A fake docker on PATH: the image is there, `run` hangs; the launcher must remove the container by name."""
+    log = tmp_path / "docker.log"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\ncase "$1" in image) echo "{{}}"; exit 0;; run) exec sleep 30;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    opts = launch.parse_args(["--check", "--image", "img:1", "--pull", "never", "--timeout", "1", "--name", "my-check"], environ={})
+    with pytest.raises(launch.LaunchError, match="did not finish within 1 s") as refused:
+        launch.run_check(opts, "img:1", None)
+    assert refused.value.code == launch.EXIT_ERROR
+    calls = log.read_text().splitlines()
+    assert any(c.startswith("run --rm --name my-check") for c in calls) and "rm --force my-check" in calls, calls

@@ -37,7 +37,7 @@ def check(capsys, project: Path, *filters: str) -> tuple[int, str, str]:
 def replaying_resolver(monkeypatch, tmp_path_factory):
     """`uv pip compile` stand-in: writes the cell's locked pins (with their hashes) as its output."""
     script = tmp_path_factory.mktemp("uv") / "uv.py"
-    pins = "".join((LOCKED / "locks" / CELL / f"{g}.txt").read_text() for g in ("tensorflow", "science", "jupyter"))
+    pins = "".join((LOCKED / "locks" / CELL / f"{g}.txt").read_text() for g in lock_plan.GROUPS)
     script.write_text(f"from pathlib import Path\nPath('compiled.txt').write_text({pins!r})\n")
     monkeypatch.setattr(lock, "uv_command", lambda: [sys.executable, str(script)])
 
@@ -91,10 +91,10 @@ def test_a_folder_of_a_cell_not_in_the_matrix_is_still_stale(project, capsys):
 def test_a_corrupt_lock_json_is_a_clear_error(project, capsys):
     (project / "locks" / CELL / "lock.json").write_text('{"cell": "tf2.21.0-py3.11-cpu", "groups": ')
     code, _, err = check(capsys, project)
-    assert code == 2 and f"{CELL}: corrupt" in err and "is corrupt" in err and "relock" in err
+    assert code == 2 and f"{CELL}: corrupt" in err and "not JSON" in err and "relock" in err
     cfg = config.load(project / "versions.toml")
     (cell,) = matrix.Filter.parse([f"id={CELL}"]).select(matrix.cells(cfg))
-    with pytest.raises(PipelineError, match="is corrupt"):
+    with pytest.raises(PipelineError, match="not JSON"):
         lock_plan.locked_versions(project, cell)
 
 
@@ -115,3 +115,28 @@ def test_relocking_after_a_crash_before_the_cleanup_succeeds(project, capsys, re
     relock(project)
     assert sorted(p.name for p in (project / "locks").iterdir() if p.name.startswith(f".{CELL}")) == []
     assert check(capsys, project)[0] == 0
+
+
+def test_a_hand_edited_version_in_lock_json_fails_the_check(project, capsys):
+    """`changes` reads lock.json's versions: one that disagrees with the group files (what is installed) is caught."""
+    meta_file = project / "locks" / CELL / "lock.json"
+    meta = json.loads(meta_file.read_text())
+    group, pins = next((g, p) for g, p in meta["groups"].items() if p)
+    name = sorted(pins)[0]
+    pins[name] = "999.0"
+    meta_file.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    code, _, err = check(capsys, project)
+    assert code == 2 and f"{CELL}: modified" in err and f"{name} 999.0 in lock.json" in err and f"{group}.txt" in err
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [[], {"base": []}, {"base": {"numpy": 1}}, {"base": {"numpy": None}}, "x", {"base": {"numpy": {"v": "1"}}}],
+)
+def test_lock_json_groups_of_the_wrong_shape_are_corrupt_not_a_traceback(project, capsys, groups):
+    meta_file = project / "locks" / CELL / "lock.json"
+    meta = json.loads(meta_file.read_text())
+    meta["groups"] = groups
+    meta_file.write_text(json.dumps(meta))
+    code, _, err = check(capsys, project)
+    assert code == 2 and f"{CELL}: corrupt" in err and "Traceback" not in err

@@ -222,3 +222,36 @@ def test_sboms_command_pairs_digests_with_sboms_and_refuses_a_missing_one(tmp_pa
     (cell_dir / "manifests" / "tf2.21.0-py3.11-cpu.cdx.json").write_text("{}")
     assert cli.main(["sboms", "--reports", str(tmp_path)]) == 0
     assert capsys.readouterr().out == f"ghcr.io/o/k@sha256:{'cd' * 32} {cell_dir / 'manifests' / 'tf2.21.0-py3.11-cpu.cdx.json'}\n"
+
+
+# ---------------------------------------------------------------- README's package list
+def test_the_readme_package_list_is_the_default_cpu_cells_lock():
+    """README.md's generated block equals what `python -m kerastack readme` renders from the committed lock."""
+    from kerastack import config as config_module
+    from kerastack import lock_plan, matrix
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = config_module.load(root / "versions.toml")
+    cell = matrix.default_cell(cfg, "cpu", matrix.cells(cfg))
+    block = manifest.packages_markdown(cell.id, lock_plan.read_meta(lock_plan.lock_dir(root, cell)))
+    readme = (root / "README.md").read_text()
+    assert manifest.with_readme_block(readme, block) == readme, "README.md's package list is stale: run `python -m kerastack readme`"
+
+
+def test_the_package_list_bolds_what_versions_toml_asks_for_in_layer_order():
+    record = {
+        "inputs": {"requirements": ["tensorflow-cpu==2.21.0", "pandas>=2.2,<4", "pip"]},
+        "groups": {
+            "jupyter": {},
+            "science": {"pandas": "3.0.1", "six": "1.17.0"},
+            "tensorflow": {"tensorflow-cpu": "2.21.0"},
+            "venv": {"pip": "26.3"},
+            "cuda": {},
+        },
+    }
+    block = manifest.packages_markdown("c", record)
+    lines = [line for line in block.splitlines() if line.startswith("- ")]
+    assert [line.split("(`")[1].split("`")[0] for line in lines] == ["venv", "tensorflow", "science"]
+    assert "**pandas** 3.0.1, six 1.17.0" in block
+    with pytest.raises(PipelineError, match="no generated package block"):
+        manifest.with_readme_block("no markers", block)

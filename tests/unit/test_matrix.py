@@ -190,7 +190,7 @@ def test_bad_filters(word, problem):
 def test_unknown_key_fix_lists_the_keys():
     with pytest.raises(ConfigError) as info:
         Filter.parse(["gpu=1"])
-    assert info.value.fix == "use one of: tf, python, variant, cuda, id"
+    assert info.value.fix == "use one of: tf, python, variant, cuda, platform, id"
 
 
 def test_filter_that_selects_nothing_lists_the_cells(sample_cells):

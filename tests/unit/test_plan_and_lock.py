@@ -161,13 +161,21 @@ def test_inputs_for_cpu(sample_config, sample_cells_by_id):
         "tensorflow-cpu==2.21.0",
         "keras==3.12.4",
         *sample_config.science_packages,
+        "openpyxl>=3.1,<4",
+        "sqlalchemy>=2.0,<3",
+        "bokeh>=3.5,<4",
         "jupyterlab>=4.4,<5",
         "notebook>=7.4,<8",
         "ipykernel>=6.29,<8",
+        "pip",
+        "setuptools",
     )
     assert i.constraints == ()
     assert i.group_roots == ("tensorflow-cpu", "keras")
-    assert i.science_roots[:2] == ("numpy", "h5py") and "scikit-learn" in i.science_roots and "ipywidgets" in i.science_roots
+    assert list(i.layer_roots) == ["science", "data", "visualisation"]  # jupyter takes the rest: no roots of its own
+    science = i.layer_roots["science"]
+    assert science[:2] == ("numpy", "h5py") and "scikit-learn" in science and "ipywidgets" in science
+    assert i.layer_roots["data"] == ("openpyxl", "sqlalchemy") and i.layer_roots["visualisation"] == ("bokeh",)
 
 
 def test_inputs_for_gpu(sample_config, sample_cells_by_id):
@@ -201,6 +209,29 @@ def test_fingerprint_changes_with_science_packages(sample_text, sample_config):
     before = fingerprints(sample_config)
     after = fingerprints(edited(sample_text, '"tqdm>=4.66,<5",', '"tqdm>=4.67,<5",'))
     assert all(before[k] != after[k] for k in before)
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ('"sqlalchemy>=2.0,<3"]', '"sqlalchemy>=2.0,<3", "xlrd"]'),  # a package more in [data]
+        ('[visualisation]\npackages = ["bokeh>=3.5,<4"]\n', ""),  # [visualisation] dropped: its layer is empty
+    ],
+)
+def test_fingerprint_changes_with_the_data_and_visualisation_packages(sample_text, sample_config, old, new):
+    before, after = fingerprints(sample_config), fingerprints(edited(sample_text, old, new))
+    assert all(before[k] != after[k] for k in before)
+
+
+def test_fingerprint_changes_when_a_package_moves_to_another_layer(sample_text, sample_config):
+    """The same requirements in another table give the same resolution but another split: relock."""
+    assert sample_text.count('    "ipywidgets>=8.1,<9",\n') == 1
+    text = sample_text.replace('    "ipywidgets>=8.1,<9",\n', "")
+    moved = edited(text, 'packages = ["bokeh>=3.5,<4"]', 'packages = ["bokeh>=3.5,<4", "ipywidgets>=8.1,<9"]')
+    assert sorted(moved.science_packages + moved.group_packages["visualisation"]) == sorted(
+        sample_config.science_packages + sample_config.group_packages["visualisation"]
+    )
+    assert all(fingerprints(sample_config)[k] != fingerprints(moved)[k] for k in fingerprints(moved))
 
 
 def test_fingerprint_changes_with_a_cuda_wheel_of_that_cuda_only(sample_text, sample_config):
@@ -338,9 +369,12 @@ def test_split_groups_with_cpu_roots():
     text += f"jupyterlab==4.6.6 \\\n    --hash={H}\n    # via -r requirements.in\n"
     groups = lock_plan.split_groups(lock_plan.parse_compiled(text), ("tensorflow-cpu", "keras"))
     assert {g: [p.name for p in ps] for g, ps in groups.items()} == {
+        "venv": [],
         "cuda": [],
         "tensorflow": ["absl-py", "tensorflow-cpu"],
         "science": [],
+        "data": [],
+        "visualisation": [],
         "jupyter": ["jupyterlab"],
     }
 
@@ -352,13 +386,73 @@ def test_split_groups_science_gets_its_closure_but_not_what_tensorflow_owns():
     text = pin("tensorflow-cpu", "-r requirements.in") + pin("numpy", "-r requirements.in") + "    #   tensorflow-cpu\n    #   pandas\n"
     text += pin("pandas", "-r requirements.in") + pin("python-dateutil", "pandas") + "    #   jupyter-client\n"
     text += pin("six", "python-dateutil") + pin("jupyter-client", "-r requirements.in") + pin("pyzmq", "jupyter-client")
-    groups = lock_plan.split_groups(lock_plan.parse_compiled(text), ("tensorflow-cpu",), ("numpy", "pandas"))
+    groups = lock_plan.split_groups(lock_plan.parse_compiled(text), ("tensorflow-cpu",), {"science": ("numpy", "pandas")})
     assert {g: [p.name for p in ps] for g, ps in groups.items()} == {
+        "venv": [],
         "cuda": [],
         "tensorflow": ["numpy", "tensorflow-cpu"],  # TensorFlow owns numpy, though science asks for it too
         "science": ["pandas", "python-dateutil", "six"],  # shared with jupyter: the lower layer has it
+        "data": [],
+        "visualisation": [],
         "jupyter": ["jupyter-client", "pyzmq"],
     }
+
+
+def split_names(text: str, layer_roots: dict) -> dict[str, list[str]]:
+    groups = lock_plan.split_groups(lock_plan.parse_compiled(text), ("tensorflow-cpu",), layer_roots)
+    return {g: [p.name for p in ps] for g, ps in groups.items() if g not in ("venv", "cuda")}
+
+
+def pin(name: str, *via: str) -> str:
+    """One pin of `uv pip compile` output, needed by `via` (a root: "-r requirements.in")."""
+    return f"{name}==1.0 \\\n    --hash={H}\n    # via\n" + "".join(f"    #   {v}\n" for v in via)
+
+
+# A small graph like the real one: seaborn (visualisation) needs pandas (science) and matplotlib; tables (data)
+# needs numpy (TensorFlow's) and blosc2; ipykernel (jupyter) needs ipython, which only it needs.
+GRAPH = (
+    pin("tensorflow-cpu", "-r requirements.in")
+    + pin("numpy", "tensorflow-cpu", "pandas", "tables", "matplotlib")
+    + pin("pandas", "-r requirements.in", "seaborn")
+    + pin("python-dateutil", "pandas", "matplotlib", "jupyter-client")
+    + pin("tables", "-r requirements.in")
+    + pin("blosc2", "tables")
+    + pin("seaborn", "-r requirements.in")
+    + pin("matplotlib", "-r requirements.in", "seaborn")
+    + pin("ipykernel", "-r requirements.in")
+    + pin("jupyter-client", "ipykernel")
+    + pin("ipython", "ipykernel")
+)
+ROOTS = {"science": ("pandas",), "data": ("tables",), "visualisation": ("matplotlib", "seaborn")}
+
+
+def test_split_groups_each_layer_gets_its_closure_less_what_the_layers_below_have():
+    assert split_names(GRAPH, ROOTS) == {
+        "tensorflow": ["numpy", "tensorflow-cpu"],
+        "science": ["pandas", "python-dateutil"],  # matplotlib and jupyter-client need it too: the lowest layer has it
+        "data": ["blosc2", "tables"],  # numpy stays TensorFlow's
+        "visualisation": ["matplotlib", "seaborn"],  # seaborn's pandas stays science's
+        "jupyter": ["ipykernel", "ipython", "jupyter-client"],  # the rest
+    }
+
+
+def test_split_groups_follows_the_layer_order_not_the_mapping_order():
+    assert split_names(GRAPH, dict(reversed(list(ROOTS.items())))) == split_names(GRAPH, ROOTS)
+
+
+def test_split_groups_a_root_asked_for_by_a_higher_layer_belongs_to_the_lowest_that_needs_it():
+    """pandas asked for in [visualisation] only, but seaborn is there too: still one layer; asked for in [data]
+    while science needs it through another root: science's."""
+    moved = split_names(GRAPH, {"science": (), "data": ("tables",), "visualisation": ("pandas", "matplotlib", "seaborn")})
+    assert moved["science"] == [] and moved["visualisation"] == ["matplotlib", "pandas", "python-dateutil", "seaborn"]
+    shared = split_names(GRAPH, {"science": ("pandas",), "data": ("tables", "python-dateutil"), "visualisation": ()})
+    assert shared["science"] == ["pandas", "python-dateutil"] and shared["data"] == ["blosc2", "tables"]
+    assert shared["visualisation"] == [] and shared["jupyter"] == ["ipykernel", "ipython", "jupyter-client", "matplotlib", "seaborn"]
+
+
+def test_split_groups_refuses_a_group_that_has_no_roots():
+    with pytest.raises(ValueError, match="no such rooted group jupyter"):
+        lock_plan.split_groups([], ("tensorflow-cpu",), {"jupyter": ("ipykernel",)})
 
 
 def test_render_group_round_trips(sample_config, sample_cells_by_id):
@@ -483,3 +577,12 @@ def test_check_cuda_pins_rejects_a_pinned_wheel_at_another_version(sample_config
     pins = cuda_pins(sample_config, "12.5", **{"nvidia-cublas-cu12": "12.9.1.4"})
     with pytest.raises(PipelineError):
         lock_plan.check_cuda_pins(sample_config, sample_cells_by_id["tf2.21.0-py3.11-gpu-cuda12.5"], pins)
+
+
+def test_split_groups_puts_pip_and_setuptools_in_the_venv_group_whoever_needs_them():
+    text = f"tensorflow-cpu==2.21.0 \\\n    --hash={H}\n    # via -r requirements.in\n"
+    text += f"setuptools==80.0.0 \\\n    --hash={H}\n    # via\n    #   -r requirements.in\n    #   tensorflow-cpu\n"
+    text += f"pip==26.0 \\\n    --hash={H}\n    # via -r requirements.in\n"
+    groups = lock_plan.split_groups(lock_plan.parse_compiled(text), ("tensorflow-cpu",))
+    assert [p.name for p in groups["venv"]] == ["pip", "setuptools"]
+    assert [p.name for p in groups["tensorflow"]] == ["tensorflow-cpu"]

@@ -38,6 +38,8 @@ def built(cell_id: str, revision: str = "abc1234") -> CellReport:
         status="built",
         tags=[f"ghcr.io/kerastack/keras-jupyter:{tag}-20261124-{revision}", f"ghcr.io/kerastack/keras-jupyter:{tag}"],
         image_id=f"sha256:{cell_id}",
+        base_image="docker.io/library/python:3.11-slim-bookworm@sha256:" + "a" * 64,
+        base_source="pulled",
     )
 
 
@@ -242,3 +244,51 @@ def test_the_release_summary_says_whether_the_gpu_op_ran_on_a_gpu(tmp_path, caps
     assert cli.main(["summary", "--reports", str(tmp_path)]) == 0
     rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in capsys.readouterr().out.splitlines()[2:]}
     assert rows[GPU].startswith("**no**") and rows["tf2.21.0-py3.13-gpu-cuda12.9"] == "yes" and rows[CPU311].startswith("–")
+
+
+def bootstrapped_build(cell_id: str) -> CellReport:
+    found = built(cell_id)
+    found.base_image, found.base_source = "kerastack-base/debian:bookworm-minbase-r2", "bootstrapped"
+    found.base_suite, found.base_mirror = "bookworm", "http://deb.debian.org/debian"
+    return found
+
+
+@pytest.mark.parametrize("source", ["bootstrapped", "", "local"])
+def test_an_image_on_a_bootstrapped_or_unrecorded_base_is_held_back_and_no_tag_moves(cfg, cells, source):
+    other = bootstrapped_build(CPU311)
+    other.base_source = source
+    plan = plan_publish(cfg, cells, select(cells, CPU311, CPU313), report(other, built(CPU313)), smoke(CPU311, CPU313))
+    assert "--allow-bootstrapped-base" in dict(plan.held_back)[CPU311]
+    assert {s.cell for s in plan.steps} == {CPU313} and not [s for s in plan.steps if s.kind == "moving"]
+
+
+def test_allow_bootstrapped_base_publishes_it_and_the_report_says_which_base(cfg, cells):
+    gates = publish_plan.Gates(allow_bootstrapped_base=True)
+    plan = publish_plan.plan_publish(cfg, cells, select(cells, CPU311), report(bootstrapped_build(CPU311)), smoke(CPU311), gates=gates)
+    assert plan.held_back == ()
+    (base,) = {json.dumps(s.facts["base"], sort_keys=True) for s in plan.steps if s.kind != "moving"}
+    assert json.loads(base) == {
+        "source": "bootstrapped",
+        "image": "kerastack-base/debian:bookworm-minbase-r2",
+        "id": "",
+        "suite": "bookworm",
+        "mirror": "http://deb.debian.org/debian",
+        "created": "",
+    }
+    dry = publish.execute(plan, None, dry_run=True, log=lambda m: None)
+    assert dry.cells[CPU311]["base"]["source"] == "bootstrapped", "the publish report records the base"
+
+
+def test_the_image_labels_say_where_its_base_came_from(sample_config, sample_cells):
+    from kerastack import base_images, plan
+    from kerastack.tags import BuildStamp
+
+    base = base_images.BaseImage("kerastack-base/debian:bookworm-minbase-r2", base_images.BOOTSTRAPPED, reused=True)
+    record = base_images.BaseRecord("sha256:" + "b" * 64, "bookworm", "http://deb.debian.org/debian", "2026-12-01T21:59:15Z")
+    stamp = BuildStamp.at(__import__("datetime").datetime(2026, 11, 24), "abc1234")
+    labels = dict(
+        plan.plan_cell(sample_config, sample_cells, sample_cells[0], stamp, base.ref, "2026-11-24T00:00:00Z", base_images.labels(base, record)).labels
+    )
+    assert labels["io.kerastack.base.source"] == "bootstrapped"
+    assert labels["io.kerastack.base.suite"] == "bookworm" and labels["io.kerastack.base.mirror"] == "http://deb.debian.org/debian"
+    assert labels["io.kerastack.base.id"] == record.image_id and labels["io.kerastack.base.created"] == "2026-12-01T21:59:15Z"

@@ -18,7 +18,7 @@ PURE = (
     "changes", "manifest", "image_compare", "layers", "build_report", "smoke_report", "options", "ca",
 )  # fmt: skip
 FORBIDDEN_MODULES = {"subprocess", "python_on_whales", "socket", "urllib", "http", "docker"}
-EFFECTS = {"docker_client", "engine", "base_images", "git", "lock", "publish", "build", "smoke", "reproduce", "bench", "cli"}
+EFFECTS = {"docker_client", "engine", "base_images", "git", "lock", "publish", "build", "smoke", "reproduce", "bench", "hub", "cli"}
 
 
 def imports(module: str) -> set[str]:

@@ -59,7 +59,9 @@ def read_meta(cell_id: str) -> dict:
 def test_real_locks_have_a_folder_per_cell_and_nothing_else(real_cells):
     assert sorted(p.name for p in (ROOT / "locks").iterdir() if p.is_dir()) == sorted(c.id for c in real_cells)
     for cell in real_cells:
-        assert sorted(p.name for p in (ROOT / "locks" / cell.id).iterdir()) == ["cuda.txt", "jupyter.txt", "lock.json", "science.txt", "tensorflow.txt"]
+        assert sorted(p.name for p in (ROOT / "locks" / cell.id).iterdir()) == sorted(
+            ["cuda.txt", "data.txt", "jupyter.txt", "lock.json", "science.txt", "tensorflow.txt", "venv.txt", "visualisation.txt"]
+        )
 
 
 def test_real_lock_inputs_match_versions_toml(real_config, real_cells):
@@ -68,7 +70,7 @@ def test_real_lock_inputs_match_versions_toml(real_config, real_cells):
         inputs = lock_plan.inputs_for(real_config, cell)
         assert meta["cell"] == cell.id and meta["format"] == lock_plan.LOCK_FORMAT
         assert meta["fingerprint"] == inputs.fingerprint()
-        assert meta["inputs"] == {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.__dict__.items()}
+        assert meta["inputs"] == lock_plan.inputs_record(inputs) == json.loads(json.dumps(inputs.__dict__))
 
 
 def test_real_cuda_groups_equal_the_pins(real_config, real_cells):
@@ -123,7 +125,7 @@ def test_real_group_files_match_lock_json_and_are_generated(real_config, real_ce
 
 def test_real_science_and_jupyter_groups_are_shared_by_cpu_and_gpu_cells(real_cells):
     """Identical groups are identical files, so CPU and GPU tags of one TF and Python share those layers."""
-    for group in ("science", "jupyter"):
+    for group in ("science", "data", "visualisation", "jupyter"):
         by_key: dict[tuple, set[str]] = {}
         for cell in real_cells:
             by_key.setdefault((cell.tensorflow, cell.python), set()).add((ROOT / "locks" / cell.id / f"{group}.txt").read_text())
@@ -134,4 +136,32 @@ def test_real_locks_give_numpy_and_h5py_to_the_tensorflow_group(real_cells):
     for cell in real_cells:
         groups = read_meta(cell.id)["groups"]
         assert {"numpy", "h5py", "ml-dtypes"} <= set(groups["tensorflow"]), cell.id
-        assert {"pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "tqdm", "ipywidgets"} <= set(groups["science"]), cell.id
+        assert {"pandas", "scipy", "scikit-learn", "tqdm", "dask", "cloudpickle", "pyarrow"} <= set(groups["science"]), cell.id  # pillow: TF 2.20 has it
+        assert {"tables", "openpyxl", "xlrd", "sqlalchemy", "beautifulsoup4", "dill"} <= set(groups["data"]), cell.id
+        assert {"matplotlib", "seaborn", "bokeh", "altair"} <= set(groups["visualisation"]), cell.id
+        assert {"ipywidgets", "ipython", "jupyterlab-widgets"} <= set(groups["jupyter"]), cell.id
+
+
+def test_real_toolkit_layers_ask_only_for_what_they_hold(real_config, real_cells):
+    """Every package a [science], [data] or [visualisation] table asks for is in that table's layer, unless
+    TensorFlow owns it (numpy, h5py): a requirement listed in one layer's table but installed in a lower one
+    would make versions.toml say the wrong thing about the image."""
+    for cell in real_cells:
+        groups = read_meta(cell.id)["groups"]
+        for group, roots in lock_plan.inputs_for(real_config, cell).layer_roots.items():
+            elsewhere = [r for r in roots if r not in groups[group] and r not in groups["tensorflow"]]
+            assert not elsewhere, f"{cell.id}: [{group}] asks for {elsewhere}, which a lower layer already has: move them there"
+
+
+# ---------------------------------------------------------------- JupyterHub
+
+
+def test_the_hub_the_tests_run_matches_the_images_singleuser_major(real_config):
+    """A hub spawns a singleuser server of its own major only: the pinned test hub must be one the images work with."""
+    assert real_config.jupyterhub is not None, "versions.toml needs [jupyterhub]: the images are JupyterHub single-user servers"
+    pins = re.findall(r"^jupyterhub==([0-9.]+) ", (ROOT / "requirements" / "hub" / "requirements.txt").read_text(), re.MULTILINE)
+    assert len(pins) == 1, "requirements/hub/requirements.txt must pin jupyterhub once"
+    assert int(pins[0].split(".")[0]) == real_config.jupyterhub.hub_major
+    lock = json.loads((ROOT / "requirements" / "hub" / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/configurable-http-proxy"]["integrity"].startswith("sha512-")
+    assert all("integrity" in entry for name, entry in lock["packages"].items() if name), "npm ci checks every package by its integrity"

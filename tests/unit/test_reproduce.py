@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kerastack import image_compare as reproduce
+from kerastack import reproduce as reproduce_stage
 from kerastack.image_compare import MemberDifference, compare_configs, compare_images, compare_layer_tars, load_saved
 
 
@@ -174,12 +176,13 @@ def test_a_layer_that_differs_names_its_files_and_fields(tmp_path):
     assert changed.differences == [MemberDifference("/opt", "mtime", "1700000000", "1800000000")]
 
 
-def test_base_layer_differences_do_not_fail_the_verdict(tmp_path):
+def test_base_layer_differences_fail_the_verdict_too(tmp_path):
+    """Both builds start from one base: a base layer that differs is a difference (nothing is dropped)."""
     first = load_saved(saved_image(tmp_path / "1.tar", [BASE, VENV]))
     second = load_saved(saved_image(tmp_path / "2.tar", [[*BASE[:1], Entry("etc/os-release", b"Debian 12\n")], VENV]))
     result = compare_images("cell", first, second, base_layers=1)
     assert not result.layers[0].identical
-    assert result.ok
+    assert not result.ok
 
 
 def test_a_missing_layer_is_a_difference(tmp_path):
@@ -225,6 +228,69 @@ def test_a_manifest_that_disagrees_with_its_config_is_refused(tmp_path):
             tar.addfile(info, io.BytesIO(data))
     with pytest.raises(ValueError, match="manifest lists 1 layers, the config 2"):
         load_saved(broken)
+
+
+class Pipe(io.RawIOBase):
+    """A stream that cannot seek (like `docker save`'s stdout), in small reads."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.data[self.at : self.at + min(len(buffer), 7000)]
+        buffer[: len(chunk)] = chunk
+        self.at += len(chunk)
+        return len(chunk)
+
+
+@pytest.mark.parametrize("small_member", [reproduce.SMALL_MEMBER, 0], ids=["layers-in-memory", "layers-streamed"])
+def test_a_pipe_read_once_gives_the_same_comparison_as_the_file(tmp_path, monkeypatch, small_member):
+    """Layers bigger than SMALL_MEMBER are parsed while they stream past (0: every layer is)."""
+    monkeypatch.setattr(reproduce, "SMALL_MEMBER", small_member)
+    later = [Entry("opt/", None, 0o755, mtime=1_800_000_000), *VENV[1:]]
+    one, two = saved_image(tmp_path / "1.tar", [BASE, VENV]), saved_image(tmp_path / "2.tar", [BASE, later])
+    from_files = compare_images("cell", load_saved(one), load_saved(two), base_layers=1)
+    piped = [reproduce.read_saved(Pipe(path.read_bytes()), f"docker save {path.name}") for path in (one, two)]
+    from_pipes = compare_images("cell", *piped, base_layers=1)
+    assert dataclasses.asdict(from_pipes) == dataclasses.asdict(from_files)
+    assert from_pipes.layers[1].differences == [MemberDifference("/opt", "mtime", "1700000000", "1800000000")]
+
+
+@pytest.mark.parametrize("small_member", [reproduce.SMALL_MEMBER, 0], ids=["layers-in-memory", "layers-streamed"])
+def test_only_layers_not_known_identical_are_kept(tmp_path, monkeypatch, small_member):
+    monkeypatch.setattr(reproduce, "SMALL_MEMBER", small_member)
+    path = saved_image(tmp_path / "1.tar", [BASE, VENV])
+    everything = reproduce.read_saved(Pipe(path.read_bytes()), "a")
+    base_id = everything.diff_ids[0]
+    assert len(everything.contents) == 2
+    kept = reproduce.read_saved(Pipe(path.read_bytes()), "a", known_identical={base_id})
+    assert list(kept.contents) == [kept.layer_members[1]]
+    with pytest.raises(ValueError, match="layer 0 .* was not read"):
+        kept.layer(0)
+    config_only = reproduce.read_saved(Pipe(path.read_bytes()), "a", look_inside=False)
+    assert config_only.contents == {} and config_only.image_id == everything.image_id and config_only.diff_ids == everything.diff_ids
+
+
+def test_a_layer_identical_at_one_position_and_compared_at_another_is_kept(tmp_path):
+    """The same digest (e.g. BuildKit's empty layer) where the builds agree and where they differ."""
+    one = saved_image(tmp_path / "1.tar", [BASE, VENV, BASE])
+    two = saved_image(tmp_path / "2.tar", [BASE, VENV, [Entry("usr/local/bin/z")]])
+    ids = [load_saved(path, look_inside=False).diff_ids for path in (one, two)]
+    look_inside, known_identical = reproduce.layers_to_read(*ids)
+    assert look_inside and ids[0][0] not in known_identical and ids[0][1] in known_identical
+    piped = [reproduce.read_saved(Pipe(path.read_bytes()), path.name, look_inside, known_identical) for path in (one, two)]
+    result = compare_images("cell", *piped, base_layers=1)
+    assert [layer.identical for layer in result.layers] == [True, True, False]
+    assert {d.path for d in result.layers[2].differences} >= {"/usr/local/bin/z"}
+
+
+def test_a_cut_short_archive_is_refused(tmp_path):
+    data = saved_image(tmp_path / "1.tar", [BASE, VENV]).read_bytes()
+    with pytest.raises(ValueError, match="docker save x"):
+        reproduce.read_saved(Pipe(data[: len(data) // 3]), "docker save x")
 
 
 # ---------------------------------------------------------------- reports
@@ -281,3 +347,45 @@ def test_reproduce_outside_a_git_checkout_fails_before_building(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "not a git checkout" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+# ---------------------------------------------------------------- a strict verdict
+
+
+@pytest.mark.parametrize(
+    ("key", "first", "second"),
+    [
+        ("ExposedPorts", {"8888/tcp": {}}, {}),
+        ("ExposedPorts", {"8888/tcp": {}}, None),
+        ("Volumes", [], None),
+        ("ArgsEscaped", True, 1),
+        ("StopTimeout", 1, 1.0),
+        ("Labels", {"a": ""}, {}),
+    ],
+)
+def test_empty_containers_and_json_types_are_differences(tmp_path, key, first, second):
+    one = load_saved(saved_image(tmp_path / "1.tar", [BASE, VENV]))
+    two = load_saved(saved_image(tmp_path / "2.tar", [BASE, VENV]))
+    one.config["config"][key] = first
+    if second is None:
+        two.config["config"].pop(key, None)
+    else:
+        two.config["config"][key] = second
+    for tolerated in ((), reproduce_stage.ENGINE_TIMES):
+        result = compare_images("cell", one, two, base_layers=1, tolerated_config_fields=tolerated)
+        assert not result.ok, f"{key}: {first!r} against {second!r} passed"
+        assert {d.path.split(".")[1] for d in result.config_differences} == {key}
+
+
+def test_where_the_builder_can_set_the_times_the_image_ids_must_match(tmp_path):
+    first = load_saved(saved_image(tmp_path / "1.tar", [BASE, VENV]))
+    other_bytes = dataclasses.replace(first, image_id="sha256:" + "e" * 64)  # same parsed config, other bytes (key order, spacing)
+    assert not compare_images("cell", first, other_bytes, base_layers=1).ok
+    assert compare_images("cell", first, first, base_layers=1).ok
+
+
+@pytest.mark.parametrize(
+    ("version", "tolerated"), [("v0.8+unknown", True), ("v0.10.6", True), ("v0.11.0", False), ("v0.13.2", False), ("", False), ("weird", False)]
+)
+def test_only_a_known_builder_that_cannot_set_the_times_tolerates_them(version, tolerated):
+    assert bool(reproduce_stage.tolerated_for(version)) is tolerated

@@ -80,23 +80,23 @@ def test_markdown():
     assert len(rows) == 2
     built, failed = rows
     assert built == (
-        "| tf2.21.0-py3.11-cpu | built | 1.50 GB | 2.00 GB (25% saved) | 2.00 MB | 350.00 MB from tf2.20.0-py3.11-cpu | 123 | 7/12 | "
+        "| tf2.21.0-py3.11-cpu | linux/amd64 | built | 1.50 GB | 2.00 GB (25% saved) | 2.00 MB | 350.00 MB from tf2.20.0-py3.11-cpu | 123 | 7/12 | "
         "`2.21.0-py3.11-cpu-20261124-a1b2c3d`<br>`2.21.0-py3.11-cpu`<br>`latest` |"
     )
-    assert failed == "| tf2.21.0-py3.11-gpu-cuda12.5 | **failed**: base image: pull access denied | | | | | 4 | | |"
+    assert failed == "| tf2.21.0-py3.11-gpu-cuda12.5 | linux/amd64 | **failed**: base image: pull access denied | | | | | 4 | | |"
 
 
 def test_markdown_without_naive_or_upgrade():
     cell = CellReport(cell="tf2.20.0-py3.11-cpu", status="built", size=999)
     md = report.to_markdown(BuildReport("r", "t", [], [cell]))
-    assert "| tf2.20.0-py3.11-cpu | built | 999 B | – | – | – | 0 | 0/0 |  |" in md
+    assert "| tf2.20.0-py3.11-cpu | linux/amd64 | built | 999 B | – | – | – | 0 | 0/0 |  |" in md
     cell.naive_size = 0  # no division by zero
     assert "| 999 B | 0 B |" in report.to_markdown(BuildReport("r", "t", [], [cell]))
 
 
 def test_markdown_shows_what_bytecode_adds_to_the_size():
     cell = CellReport(cell="c", status="built", size=1_630_000_000, bytecode_bytes=110_740_000)
-    assert "| c | built | 1.63 GB (bytecode 110.74 MB) |" in report.to_markdown(BuildReport("r", "t", [], [cell]))
+    assert "| c | linux/amd64 | built | 1.63 GB (bytecode 110.74 MB) |" in report.to_markdown(BuildReport("r", "t", [], [cell]))
 
 
 def test_markdown_truncates_long_errors():
@@ -108,9 +108,9 @@ def test_markdown_truncates_long_errors():
 def test_markdown_row_of_a_multiline_error_stays_one_row():
     cell = CellReport.failed("c", 'ERROR: failed to solve:\nprocess "/bin/sh -c pip install | tee log" did not complete')
     md = report.to_markdown(BuildReport("r", "t", [], [cell]))
-    table = md.split("|---|---|---|---|---|---|---|---|---|\n", 1)[1].splitlines()
+    table = md.split("|---|---|---|---|---|---|---|---|---|---|\n", 1)[1].splitlines()
     assert len(table) == 1
-    assert table[0].count("|") - table[0].count("\\|") == 10
+    assert table[0].count("|") - table[0].count("\\|") == 11
 
 
 @pytest.mark.parametrize(
@@ -315,3 +315,24 @@ def test_shared_layers_lists_each_layer_two_cells_have_largest_first():
     md = report.to_markdown(BuildReport("r", "t", [], [cpu, gpu, old, failed]))
     assert "| `sha256:jupyter` | 150 B | cpu, gpu |" in md
     assert "sha256:empty" not in md and "sha256:tf-cpu" not in md
+
+
+def test_markdown_names_each_layer_and_the_json_keeps_them():
+    cell = CellReport(cell="c", status="built", size=3_000_000_000, named_layers=[("os", 170_000_000), ("toolkit", 900_000_000), ("venv", 20_000_000)])
+    md = report.to_markdown(BuildReport("r", "t", [], [cell]))
+    assert "- c: os 170.00 MB, toolkit 900.00 MB, venv 20.00 MB" in md
+    back = BuildReport.from_json(BuildReport("r", "t", [], [cell]).to_json())
+    assert back.cells[0].named_layers == [("os", 170_000_000), ("toolkit", 900_000_000), ("venv", 20_000_000)]
+
+
+def test_the_layer_names_follow_the_dockerfile():
+    from kerastack import contract
+
+    toolkit = ("science", "data", "visualisation")
+    assert contract.image_layers("cpu") == ("os", "toolkit", "venv", "tensorflow", *toolkit, "jupyter", "font-cache", "manifest", "image files")
+    assert contract.image_layers("gpu") == ("os", "toolkit", "venv", "cuda", "tensorflow", *toolkit, "jupyter", "font-cache", "manifest", "image files")
+    assert contract.image_layers("gpu")[3:5] == ("cuda", "tensorflow")
+    dockerfile = (Path(__file__).resolve().parents[2] / "images" / "Dockerfile").read_text()
+    image_stage = dockerfile[dockerfile.index("FROM ${VARIANT}-libs AS image") :]
+    # One RUN per layer in the image stage: the three upper lock groups, the font cache, the manifest, the image files.
+    assert image_stage.count("\nRUN ") == len(contract.image_layers("cpu")) - 3

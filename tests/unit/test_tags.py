@@ -16,7 +16,7 @@ from kerastack.tags import BuildStamp
 
 DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 STAMP = BuildStamp("20261124", "a1b2c3d")
-JSON_KEYS = {"id", "tensorflow", "python", "variant", "cuda", "target", "filter", "image", "tags", "build_args"}
+JSON_KEYS = {"id", "tensorflow", "python", "variant", "cuda", "platform", "target", "filter", "image", "tags", "build_args"}
 
 
 # ---------------------------------------------------------------- the real matrix
@@ -144,7 +144,8 @@ def random_configs(draw):
     for tf in tf_s:
         lines.append(
             f'[tensorflow."{tf}"]\npython = {{ min = "3.0", max = "3.99" }}\nbuilt_with = {{ cuda = "12.5", cudnn = "9.3" }}\n'
-            f'cuda = {{ min = "1", below = "99" }}\nkeras = "3.{tfs[tf_s.index(tf)][1]}.0"'
+            f'cuda = {{ min = "1", below = "99" }}\nkeras = "3.{tfs[tf_s.index(tf)][1]}.0"\n'
+            f'[tensorflow."{tf}".platforms."linux/amd64"]\npackages = ["tensorflow", "tensorflow-cpu"]\ncuda_build = true\ncuda_wheels = true'
         )
     for py in py_s:
         lines.append(f'[python."{py}"]\nbase_image = "{BASE}"\noffline = {{ debian = "trixie" }}')
@@ -153,7 +154,10 @@ def random_configs(draw):
             f'[cuda."{cuda}"]\ncudnn = "9.3"\nmin_driver = "555.42"\n'
             f'wheels = {{ "nvidia-cuda-runtime-cu12" = "{cuda}.1", "nvidia-cublas-cu12" = "{cuda}.2.1" }}'
         )
-    lines.append('[variants.cpu]\ntensorflow_package = "tensorflow-cpu"\n[variants.gpu]\ntensorflow_package = "tensorflow[and-cuda]"\nneeds_cuda = true')
+    lines.append(
+        '[variants.cpu]\ntensorflow_package = "tensorflow-cpu"\nplatforms = ["linux/amd64"]\n'
+        '[variants.gpu]\ntensorflow_package = "tensorflow[and-cuda]"\nplatforms = ["linux/amd64"]\nneeds_cuda = true'
+    )
     lines.append(f"[matrix]\ntensorflow = {q(tf_s)}\npython = {q(py_s)}\nvariant = {q(variants)}\ncuda = {q(cuda_s)}")
     for tf, variant in excludes:
         lines.append(f'[[matrix.exclude]]\ntensorflow = "{tf}"\nvariant = "{variant}"')
@@ -233,6 +237,7 @@ def test_matrix_json_round_trips(case):
     for entry, cell in zip(doc["include"], cells, strict=True):
         assert set(entry) == JSON_KEYS
         assert entry["cuda"] == (str(cell.cuda) if cell.cuda else "")
+        assert entry["platform"] == cell.platform == "linux/amd64"
         assert entry["variant"] == cell.variant and entry["build_args"]["VARIANT"] == cell.variant  # the one switch
         assert entry["target"] == "image"
         assert entry["image"] == "registry.example:5000/org/keras-jupyter"

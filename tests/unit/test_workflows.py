@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -384,3 +385,106 @@ def test_untested_gpu_cells_are_published_only_from_an_explicit_dispatch_input()
     flag_lines = [line.strip() for line in text.splitlines() if "--allow-untested-gpu" in line]
     assert flag_lines == ['if [[ "${ALLOW_UNTESTED_GPU}" == true ]]; then args+=(--allow-untested-gpu); fi'], flag_lines
     assert "--allow-untested-gpu" not in (WORKFLOW_DIR / "ci.yml").read_text()
+
+
+# ------------------------------------------------------------------ where releases come from
+
+
+PUBLISH_REF_EXPRESSION = "${{ github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/v') }}"
+
+
+def _pushing_steps(job: dict[str, Any]) -> list[int]:
+    """Indexes of the steps that push: nox publish, cosign, or the login that lets them."""
+    return [i for i, step in enumerate(steps(job)) if re.search(r"nox -s publish|cosign (sign|attest)", str(step.get("run", "")))]
+
+
+def test_only_main_and_v_tags_publish_a_dispatch_from_elsewhere_stops_first() -> None:
+    data = load(WORKFLOW_DIR / "release.yml")
+    assert data["env"]["PUBLISH_REF"] == PUBLISH_REF_EXPRESSION
+    guard = steps(jobs(WORKFLOW_DIR / "release.yml")["matrix"])
+    (index,) = [i for i, step in enumerate(guard) if step.get("if") == "${{ env.PUBLISH_REF != 'true' }}"]
+    assert "exit 1" in guard[index]["run"] and index <= 3, "the ref guard runs first in the first job, before anything is built"
+    cell = jobs(WORKFLOW_DIR / "release.yml")["cell"]
+    for i in _pushing_steps(cell):
+        assert "env.PUBLISH_REF == 'true'" in str(steps(cell)[i].get("if", "")), f"cell step {steps(cell)[i].get('name')} pushes from any ref"
+    condition = re.sub(r"\s+", " ", str(jobs(WORKFLOW_DIR / "release.yml")["release"].get("if", "")))
+    assert "github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/v')" in condition
+
+
+def test_one_global_concurrency_group_covers_every_release() -> None:
+    group = load(WORKFLOW_DIR / "release.yml")["concurrency"]
+    assert "${{" not in str(group["group"]), "a group per ref lets two releases publish at once"
+    assert group["cancel-in-progress"] is False
+
+
+@pytest.mark.parametrize("job_id", ["cell", "release"])
+def test_the_registry_login_comes_right_before_the_pushing_steps(job_id: str) -> None:
+    job = jobs(WORKFLOW_DIR / "release.yml")[job_id]
+    all_steps = steps(job)
+    (login,) = [i for i, step in enumerate(all_steps) if str(step.get("uses", "")).startswith("docker/login-action@")]
+    first_push = min(_pushing_steps(job))
+    between = [str(s.get("name")) for s in all_steps[login + 1 : first_push]]
+    assert login < first_push and not [n for n in between if re.search(r"build|smoke|install|pip", n, re.I)], (
+        f"{job_id}: steps between the login and the first push: {between}"
+    )
+    assert not [s for s in all_steps[:login] if "pip install" in str(s.get("run", "")) and "--require-hashes" not in str(s.get("run", ""))]
+
+
+def test_every_pip_install_in_ci_uses_the_hash_lock() -> None:
+    installs = [(p.name, job, step, script) for p in WORKFLOWS for job, step, script in run_scripts(p) if "pip install" in script]
+    assert installs
+    for name, job, step, script in installs:
+        for line in (x for x in script.splitlines() if "pip install" in x):
+            # The launcher job's subset lock, at pipeline.txt's pins (tests/unit/test_pipeline_lock.py).
+            subset = (name, job) == ("ci.yml", "launcher-hosts") and "--require-hashes -r requirements/launcher-tests.txt" in line
+            assert "--require-hashes -r requirements/pipeline.txt" in line or "--no-deps" in line or subset, f"{name} {job} / {step}: {line.strip()}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r requirements/pipeline.txt" in makefile and "pip install --quiet nox" not in makefile
+    assert '"--require-hashes", "-r", PIPELINE_LOCK' in (ROOT / "noxfile.py").read_text()
+
+
+# ------------------------------------------------------------------ the launcher on macOS and Windows
+
+LAUNCHER_HOST_TESTS = ["tests/unit/test_launch.py", "tests/unit/test_launch_hosts.py"]
+# What those tests, and the conftest files pytest loads with them, may import: the runners get pytest only.
+PORTABLE_LOCAL_IMPORTS = {"tests.conftest", "tests.unit.conftest", "tests.unit.test_launch"}  # each checked below itself
+
+
+def test_the_launcher_runs_its_portable_tests_on_macos_and_windows() -> None:
+    job = jobs(WORKFLOW_DIR / "ci.yml")["launcher-hosts"]
+    assert job["strategy"]["matrix"] == {"os": ["macos-latest", "windows-latest"]} and job["strategy"].get("fail-fast") is False
+    assert job["runs-on"] == "${{ matrix.os }}"
+    scripts = [str(step["run"]) for step in steps(job) if "run" in step]
+    assert scripts == [
+        "python -m pip install --require-hashes -r requirements/launcher-tests.txt",
+        "python -m pytest -m hosts " + " ".join(LAUNCHER_HOST_TESTS),
+    ], scripts
+    setup = [step for step in steps(job) if str(step.get("uses", "")).startswith("actions/setup-python@")]
+    assert setup and setup[0]["with"]["python-version"] == "${{ env.PYTHON_VERSION }}", "the lock is compiled for the workflow's Python"
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules a file imports when it is loaded (function-level imports run only in tests that call them)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__":
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("name", [*LAUNCHER_HOST_TESTS, "tests/conftest.py", "tests/unit/conftest.py"])
+def test_what_the_launcher_job_loads_needs_only_the_standard_library_and_pytest(name: str) -> None:
+    imported = _top_level_imports(ROOT / name)
+    foreign = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names and m != "pytest" and m not in PORTABLE_LOCAL_IMPORTS}
+    assert not foreign, f"{name} imports {sorted(foreign)}: the launcher-hosts job installs pytest only (requirements/launcher-tests.txt)"
+
+
+def test_the_launcher_job_selects_tests_that_exist() -> None:
+    hosts_file = (ROOT / "tests/unit/test_launch_hosts.py").read_text(encoding="utf-8")
+    assert "pytestmark = pytest.mark.hosts" in hosts_file
+    marked = (ROOT / "tests/unit/test_launch.py").read_text(encoding="utf-8").count("@pytest.mark.hosts\n")
+    assert marked >= 40, f"only {marked} tests of test_launch.py are marked `hosts`"
+    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    assert any(m.startswith("hosts:") for m in markers), "register the `hosts` marker in pyproject.toml (--strict-markers)"
