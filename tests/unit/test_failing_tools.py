@@ -51,8 +51,13 @@ def repo(tmp_path) -> Path:
 
 
 # ---------------------------------------------------------------- git
+def failing_git(fake_tools, subcommand: str, message: str) -> None:
+    """git on PATH fails `subcommand` with `message` and exit 128 (as git does); every other one is the real git."""
+    fake_tools("git", f'[ "$1" = {subcommand} ] && {{ echo "{message}" >&2; exit 128; }}\nexec {REAL_GIT} "$@"')
+
+
 def test_a_broken_index_is_an_error_not_a_clean_tree(repo, fake_tools):
-    fake_tools("git", f'[ "$1" = status ] && {{ echo "fatal: index file corrupt" >&2; exit 128; }}\nexec {REAL_GIT} "$@"')
+    failing_git(fake_tools, "status", "fatal: index file corrupt")
     with pytest.raises(PipelineError, match="index file corrupt"):
         git.current_stamp(repo)
     with pytest.raises(PipelineError, match="index file corrupt"):
@@ -60,7 +65,7 @@ def test_a_broken_index_is_an_error_not_a_clean_tree(repo, fake_tools):
 
 
 def test_a_failing_git_log_is_an_error_not_a_commit_time(repo, fake_tools):
-    fake_tools("git", f'[ "$1" = log ] && {{ echo "fatal: bad object HEAD" >&2; exit 128; }}\nexec {REAL_GIT} "$@"')
+    failing_git(fake_tools, "log", "fatal: bad object HEAD")
     with pytest.raises(PipelineError, match="bad object HEAD"):
         git.current_stamp(repo)
     with pytest.raises(PipelineError, match="bad object HEAD"):
@@ -68,13 +73,13 @@ def test_a_failing_git_log_is_an_error_not_a_commit_time(repo, fake_tools):
 
 
 def test_a_failing_git_archive_is_an_error_not_an_empty_export(repo, fake_tools, tmp_path):
-    fake_tools("git", f'[ "$1" = archive ] && {{ echo "fatal: archive failed" >&2; exit 128; }}\nexec {REAL_GIT} "$@"')
+    failing_git(fake_tools, "archive", "fatal: archive failed")
     with pytest.raises(PipelineError, match="archive failed"):
         git.export_head(repo, tmp_path / "export")
 
 
 def test_a_failing_rev_parse_is_an_error_not_unknown(repo, fake_tools):
-    fake_tools("git", f'[ "$1" = rev-parse ] && {{ echo "fatal: cannot lock ref" >&2; exit 128; }}\nexec {REAL_GIT} "$@"')
+    failing_git(fake_tools, "rev-parse", "fatal: cannot lock ref")
     with pytest.raises(PipelineError, match="cannot lock ref"):
         git.current_stamp(repo)
 
