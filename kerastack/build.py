@@ -21,7 +21,7 @@ from .layout import LOGS_DIR, MANIFESTS_DIR
 from .matrix import Cell
 from .options import Options, Selection
 from .plan import BuildPlan, plan_cell
-from .tags import BuildStamp, cell_tag
+from .tags import BuildStamp, local_ref
 
 
 def build_plan(docker: Docker, options: Options, plan: BuildPlan, *, context: Path | None = None, tags: Sequence[str] = (), no_cache: bool | None = None,
@@ -152,7 +152,7 @@ def _known_layers(docker: Docker, selection: Selection, results: Sequence[CellRe
     """Layers of this run's images and of the other cells' local images: what sharing is measured against."""
     known = {r.cell: list(r.layers) for r in results if r.status == "built"}
     for cell in selection.all_cells:
-        ref = f"{selection.config.image}:{cell_tag(cell)}"
+        ref = local_ref(selection.config.image, cell)
         if cell.id not in known and docker.image_id(ref):
             known[cell.id] = [(layer.diff_id, layer.size) for layer in docker.layers(ref)]
     return known

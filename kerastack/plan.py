@@ -12,7 +12,7 @@ from .config import Config
 from .layout import lock_build_arg
 from .manifest import facts as manifest_facts
 from .matrix import Cell, resolve
-from .tags import BuildStamp, CellTags, tags_for
+from .tags import BuildStamp, CellTags, local_tag, tags_for
 
 SOURCE_URL = "https://github.com/kerastack/kerastack"
 TARGET = "image"  # the Dockerfile's one final stage; the VARIANT build argument picks the variant's layers
@@ -36,11 +36,12 @@ class BuildPlan:
 
     @property
     def immutable_ref(self) -> str:
-        return self.ref(self.tags.immutable)
+        """The local image under its immutable tag (`tags.local_tag`: a platform suffix off the default platform)."""
+        return self.ref(local_tag(self.cell, self.tags.immutable))
 
     @property
     def cell_ref(self) -> str:
-        return self.ref(self.tags.cell)
+        return self.ref(local_tag(self.cell, self.tags.cell))
 
     @property
     def local_refs(self) -> list[str]:

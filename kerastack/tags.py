@@ -77,6 +77,20 @@ def cell_tag(cell: Cell) -> str:
     return tag
 
 
+def local_tag(cell: Cell, tag: str) -> str:
+    """The tag a cell's image has in a local engine. One engine's image store holds one image per tag, so the
+    image of a platform other than the default carries the cell id's platform suffix there
+    (`2.21.0-py3.11-cpu-arm64`); in a registry every platform sits under the one tag, in an index."""
+    local = tag + contract.platform_suffix(cell.platform)
+    assert _TAG.match(local), local
+    return local
+
+
+def local_ref(image: str, cell: Cell) -> str:
+    """`IMAGE:TAG` of a cell's local image under its cell tag (what `make run`, smoke and the tests use)."""
+    return f"{image}:{local_tag(cell, cell_tag(cell))}"
+
+
 def immutable_tag(cell: Cell, stamp: BuildStamp) -> str:
     tag = f"{cell_tag(cell)}-{stamp.suffix}"
     assert _TAG.match(tag), tag

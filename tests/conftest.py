@@ -144,7 +144,7 @@ def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_con
     if cell_id in _built:
         return _built[cell_id]
     (cell,) = matrix.Filter.parse([f"id={cell_id}"]).select(all_cells)
-    ref = f"{project_config.image}:{tags.cell_tag(cell)}"
+    ref = tags.local_ref(project_config.image, cell)
     report = None
     if request.config.getoption("--no-build"):
         if not docker.exists(ref):

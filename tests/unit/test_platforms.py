@@ -340,10 +340,13 @@ def test_an_exclude_may_name_a_platform(cells):
     expect_error(short, "matrix.exclude[1].platform", "an architecture, not a platform")
 
 
-def test_the_real_versions_file_records_arm64_facts_but_builds_amd64_only():
+def test_the_real_versions_file_builds_cpu_for_arm64_and_gpu_for_amd64_only():
     real = config.load(Path(__file__).resolve().parents[2] / "versions.toml")
-    assert all(v.platforms == ("linux/amd64",) for v in real.variants.values())
-    assert all(c.platform == "linux/amd64" for c in matrix.cells(real))
+    assert real.variants["cpu"].platforms == ("linux/amd64", "linux/arm64")
+    assert real.variants["cpu"].tensorflow_package_for("linux/arm64") == "tensorflow", "tensorflow-cpu has no aarch64 wheels"
+    assert real.variants["gpu"].platforms == ("linux/amd64",), "PyPI's aarch64 tensorflow is not built with CUDA"
+    cells = matrix.cells(real)
+    assert {c.stem for c in cells if c.platform == "linux/arm64"} == {c.stem for c in cells if c.variant == "cpu"}
     for release in real.tensorflow.values():
         arm = release.facts("linux/arm64")
         assert arm is not None and arm.packages == ("tensorflow",) and arm.cuda_build is False
