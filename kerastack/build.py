@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import base_images, ca, contract, layers, lock_plan, manifest
+from . import base_images, ca, contract, emulation, layers, lock_plan, manifest
 from .build_report import BuildReport, CellReport, write_build_report
 from .docker_client import BuildOutcome, Docker, DockerException
 from .files import write_atomic
@@ -43,6 +43,7 @@ def build_plan(docker: Docker, options: Options, plan: BuildPlan, *, context: Pa
         build_args=dict(plan.build_args),
         labels=dict(plan.labels),
         secrets=ca.secret_spec(options.ca_bundle),
+        platforms=[plan.cell.platform],
         builder=options.builder,
         cache_from=options.cache_from,
         cache_to=options.cache_to,
@@ -89,32 +90,31 @@ def build_matrix(
 
 
 def _build_cell(docker, options, selection, cell, engine, stamp, created, status, bases, extra_tags, progress, task, console) -> CellReport:
-    """One cell: built natively for its platform, its lock current, its base at hand; a failure is reported, never raised."""
-    # This build runs on and for the engine's own platform only: fail closed, never an image that says the
-    # engine's platform under a cell of another.
-    if not cell.is_default_platform:
-        console.print(f"[red]✗ {cell.id}[/]: building {cell.platform} images is not implemented yet")
-        why = f"building {cell.platform} images is not implemented yet (issue 17); leave {cell.platform} out of variants.{cell.variant}.platforms"
-        return CellReport.failed(cell.id, why)
+    """One cell, built for its platform: natively on an engine of that platform, else under QEMU emulation (checked
+    first); its lock current, its base (that platform's) at hand. A failure is reported, never raised."""
     if cell.platform != engine:
-        console.print(f"[red]✗ {cell.id}[/]: this engine builds {engine} images, not {cell.platform}")
-        return CellReport.failed(cell.id, f"this engine builds {engine} images, not {cell.platform}: build {cell.platform} cells on a {cell.platform} engine")
+        why = emulation.problem(cell.platform)
+        if why:
+            console.print(f"[red]✗ {cell.id}[/]: this {engine} engine cannot build {cell.platform} images: {escape(why)}")
+            return CellReport.failed(cell.id, f"this {engine} engine cannot build {cell.platform} images under emulation: {why}; {emulation.FIX}")
     if status.state != "ok":
         console.print(f"[red]✗ {cell.id}[/]: lock {status.state}: {escape(status.detail)}")
         return CellReport.failed(cell.id, f"lock {status.state}: {status.detail}; run `nox -s lock -- id={cell.id}`")
+    base_key = f"{cell.python} {cell.platform}"
     try:
-        if str(cell.python) not in bases:
+        if base_key not in bases:
             progress.update(task, description=f"{cell.id}: base image")
             python = selection.config.python[cell.python]
-            bases[str(cell.python)] = base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror)
+            bases[base_key] = base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror, platform=cell.platform)
     except Exception as exc:  # a base that cannot be had fails this cell, not the run
         console.print(f"[red]✗ {cell.id}[/]: base image: {escape(str(exc))}")
         return CellReport.failed(cell.id, f"base image: {exc}")
-    base = bases[str(cell.python)]
+    base = bases[base_key]
     base_record = base_images.record(docker, base)
     plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, created, base_images.labels(base, base_record))
     previous_id = docker.image_id(plan.cell_ref)
-    naive = _start_naive(docker, options, plan, base.ref) if options.naive else None
+    # The naive baseline is measured on the engine's own platform only: under emulation it would double the slowest build.
+    naive = _start_naive(docker, options, plan, base.ref) if options.naive and cell.platform == engine else None
     try:
         report = _build_cell_image(docker, options, plan, base, base_record, previous_id, stamp, created, extra_tags, progress, task, console)
     finally:
@@ -167,7 +167,7 @@ def _built(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, base: base_im
         moving_tags=list(plan.tags.moving),
         image_id=outcome.image_id,
         size=docker.size(plan.immutable_ref),
-        bytecode_bytes=bytecode_size(docker, plan.immutable_ref),
+        bytecode_bytes=bytecode_size(docker, plan.immutable_ref, plan.cell.platform),
         seconds=round(outcome.seconds, 1),
         cached_steps=outcome.cached_steps,
         total_steps=outcome.total_steps,
@@ -183,9 +183,10 @@ def _built(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, base: base_im
     )
 
 
-def bytecode_size(docker: Docker, ref: str) -> int:
+def bytecode_size(docker: Docker, ref: str, platform: str) -> int:
     """Bytes of the .pyc files the image ships in its venv (what compiling at build time adds to its size)."""
-    listing = docker.run(ref, [contract.VENV, "-name", "*.pyc", "-printf", "%s\\n"], entrypoint="find", user=contract.USER, networks=["none"])
+    command = [contract.VENV, "-name", "*.pyc", "-printf", "%s\\n"]
+    listing = docker.run(ref, command, entrypoint="find", user=contract.USER, networks=["none"], platform=platform)
     return sum(int(line) for line in listing.split() if line.isdigit())
 
 
@@ -196,7 +197,7 @@ def _write_manifest(docker: Docker, options: Options, plan: BuildPlan, base_ref:
     own = [size for _, size in report.layers[base_layers:] if size > 0]  # WORKDIR leaves an empty layer on BuildKit 0.8
     names = contract.image_layers(plan.cell.variant)
     report.named_layers = list(zip(names, own, strict=True)) if len(own) == len(names) else []
-    in_image = json.loads(docker.read_file(plan.immutable_ref, contract.MANIFEST_PATH))
+    in_image = json.loads(docker.read_file(plan.immutable_ref, contract.MANIFEST_PATH, platform=plan.cell.platform))
     full = manifest.with_image(
         in_image, image_id=report.image_id, tags=report.tags, size=report.size, os_layer_size=report.os_layer_size, revision=stamp.revision, created=created
     )

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import contract, engine, layout, lock_plan, matrix, tags
+from . import contract, engine, layout, lock_plan, matrix, oci_index, tags
 from . import manifest as manifest_module
 from . import options as options_module
 from .build_report import load_build_report
@@ -149,9 +149,12 @@ def cmd_base_images(options: Options) -> int:
 
     s = select(options)
     docker = _engine(options)
-    for version in sorted({c.python for c in s.selected}):
-        base = base_images.resolve(docker, s.config.python[version], offline=options.offline_base, mirror=options.debian_mirror)
-        out.print(f"✓ Python {version}: {base.ref} ({base.source}{', reused' if base.reused else ''}{f', {base.seconds:.0f} s' if base.seconds else ''})")
+    for version, platform in sorted({(c.python, c.platform) for c in s.selected}):
+        python = s.config.python[version]
+        base = base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror, platform=platform)
+        out.print(
+            f"✓ Python {version} {platform}: {base.ref} ({base.source}{', reused' if base.reused else ''}{f', {base.seconds:.0f} s' if base.seconds else ''})"
+        )
     return 0
 
 
@@ -174,24 +177,43 @@ def cmd_build(options: Options) -> int:
 
 
 def cmd_image(options: Options) -> int:
-    """Print a local reference of the default image of a variant: pulled, or built when no registry has it."""
+    """Print a local reference of the default image of a variant for a platform (--platform, else the engine's
+    own): present, pulled (that platform's image of the published index, by digest), or built when no
+    registry has it. Another platform's local image carries its platform in the tag (tags.local_tag)."""
     s = select(options)
     docker = _engine(options)
-    cell = matrix.default_cell(s.config, options.get("variant"), s.all_cells)
-    ref = f"{s.config.image}:{tags.cell_tag(cell)}"
+    platform = options.platform or docker.engine_platform()
+    cell = matrix.default_cell(s.config, options.get("variant"), s.all_cells, platform)
+    ref = tags.local_ref(s.config.image, cell)
     if not docker.exists(ref):
+        published = f"{s.config.image}:{tags.cell_tag(cell)}"
         try:
-            err.print(f"pulling {ref} ...")
-            docker.pull(ref)
+            err.print(f"pulling {published} for {platform} ...")
+            _pull_platform(docker, published, platform, ref)
         except DockerException as exc:  # not published anywhere reachable: build it here, saying why
             why = docker_error(exc)
             if re.search(r"toomanyrequests|rate limit|incorrect username or password|unauthorized: authentication required", why, re.I):
-                raise PipelineError(f"pulling {ref} failed: {why}; wait out the rate limit or fix `docker login` (nothing was built)") from None
-            err.print(f"{ref} could not be pulled ({why}): building it locally (one-time; about 1-3 minutes)", markup=False)
+                raise PipelineError(f"pulling {published} failed: {why}; wait out the rate limit or fix `docker login` (nothing was built)") from None
+            err.print(f"{published} could not be pulled ({why}): building it locally (one-time; about 1-3 minutes)", markup=False)
             if _build(options, select(options, [f"id={cell.id}"]), docker) != 0:
                 raise PipelineError(f"could not build {cell.id}; see the log above") from None
     print(ref)
     return 0
+
+
+def _pull_platform(docker: Docker, published: str, platform: str, local: str) -> None:
+    """Pull `platform`'s image of a published tag by its manifest digest and tag it `local`: pulling the tag
+    itself would take the engine's platform, and would move a local tag another platform's image holds."""
+    raw = docker.imagetools_inspect(published, "--raw")
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise PipelineError(f"the registry's manifest of {published} is not JSON ({raw[:80]!r}): not pulling an image it cannot identify") from None
+    if not oci_index.is_index(document):
+        raise PipelineError(f"{published} is one image, not a multi-platform index: it cannot say which image is the {platform} one")
+    by_digest = f"{published.rsplit(':', 1)[0]}@{oci_index.platform_manifest(document, platform, published)}"
+    docker.pull(by_digest)
+    docker.tag(by_digest, local)
 
 
 def cmd_reproduce(options: Options) -> int:
@@ -420,6 +442,7 @@ def parser() -> argparse.ArgumentParser:
         _report_dir(sp, "where the build report goes, relative to --project-dir (default: reports/)")
         if name == "image":
             sp.add_argument("--variant", choices=contract.VARIANTS, default="cpu")
+            sp.add_argument("--platform", help=f"the platform's image, e.g. linux/arm64 (default: {options_module.PLATFORM_ENV}, else the engine's own)")
     sp = command("reproduce", cmd_reproduce, "build each selected cell twice from scratch and compare the layers; writes reports/reproduce.{json,md}")
     _build_options(sp)
     _report_dir(sp, "where reproduce.{json,md} go, relative to --project-dir (default: reports/)")

@@ -296,9 +296,9 @@ class Docker:
         """Run a throwaway container to the end and return its output (`remove=True` unless told otherwise)."""
         return str(self.client.run(ref, list(command), remove=options.pop("remove", True), **options))
 
-    def read_file(self, ref: str, path: str) -> str:
+    def read_file(self, ref: str, path: str, **options) -> str:
         """A text file of an image, read by a throwaway container (run as root, without the entrypoint)."""
-        return self.run(ref, ["cat", path], entrypoint="", user="root")
+        return self.run(ref, ["cat", path], entrypoint="", user="root", **options)
 
     def start(self, ref: str, **options) -> None:
         """A detached container (`docker run -d`)."""

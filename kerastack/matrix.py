@@ -205,12 +205,19 @@ def resolve(config: Config, cell: Cell) -> ResolvedCell:
     )
 
 
-def default_cell(config: Config, variant: str, all_cells: Iterable[Cell]) -> Cell:
-    """The cell `make run` (cpu) or `make run-gpu` (gpu) uses: [defaults] for that variant."""
+def default_cell(config: Config, variant: str, all_cells: Iterable[Cell], platform: str = contract.DEFAULT_PLATFORM) -> Cell:
+    """The cell `make run` (cpu) or `make run-gpu` (gpu) uses: [defaults] for that variant, on `platform`."""
     d = config.defaults
     needs_cuda = variant in config.variants and config.variants[variant].needs_cuda
-    wanted = Cell(d.tensorflow, d.python, variant, d.cuda if needs_cuda else None, contract.DEFAULT_PLATFORM)
+    wanted = Cell(d.tensorflow, d.python, variant, d.cuda if needs_cuda else None, platform)
     if wanted not in set(all_cells):
+        if platform != contract.DEFAULT_PLATFORM and variant in config.variants and platform not in config.variants[variant].platforms:
+            raise ConfigError(
+                config.path,
+                f"variants.{variant}.platforms",
+                f"the {variant} variant is not built for {platform} (only {', '.join(config.variants[variant].platforms)})",
+                f"run it on one of those platforms (--platform / PLATFORM=), or add {platform} to variants.{variant}.platforms where its facts allow",
+            )
         raise ConfigError(
             config.path,
             "defaults",

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ca, matrix
+from . import ca, contract, matrix
 from . import config as config_module
 from .errors import PipelineError
 from .layout import Layout
@@ -23,6 +23,7 @@ REPOSITORY_ENV = "KERASTACK_REPOSITORY"  # overrides [registry].repository, as -
 BUILDER_ENV = "BUILDX_BUILDER"
 OFFLINE_BASE_ENV = "KERASTACK_OFFLINE_BASE"  # "1": bootstrap the offline base, do not pull the official one
 MIRROR_ENV = "DEBIAN_MIRROR"
+PLATFORM_ENV = "KERASTACK_PLATFORM"  # the platform `image` serves (the Makefile's PLATFORM), as --platform does
 NO_INSTALL_ENV = "KERASTACK_NO_INSTALL"  # set: never install or start the engine
 REGISTRY_USER_ENV, REGISTRY_PASSWORD_ENV = "REGISTRY_USER", "REGISTRY_PASSWORD"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -51,6 +52,7 @@ class Options:
     debian_mirror: str = DEFAULT_MIRROR
     install_engine: bool = False  # may install and start a missing engine (root, and not KERASTACK_NO_INSTALL)
     work_dir: Path | None = None
+    platform: str | None = None  # `image`: --platform, else KERASTACK_PLATFORM; None: the engine's own
     # publishing
     registry_credentials: tuple[str, str] | None = field(default=None, repr=False)
     # the rest of one command's own options (--json, --stage, --runs, ...), by name
@@ -74,7 +76,7 @@ class Selection:
 
 
 _COMMON = {"command", "func", "project_dir", "config", "registry", "repository", "filter", "report_dir", "ca_bundle", "builder", "cache_from", "cache_to",
-           "no_cache", "naive", "work_dir"}  # fmt: skip
+           "no_cache", "naive", "work_dir", "platform"}  # fmt: skip
 
 
 def resolve(args: argparse.Namespace, environ: Mapping[str, str], *, is_root: bool) -> Options:
@@ -98,6 +100,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str], *, is_root: bo
             reference.parse_reference(image)
         except reference.BadReference as exc:
             raise PipelineError(f"--image: {exc}") from None
+    platform = _platform(getattr(args, "platform", None), environ.get(PLATFORM_ENV)) if hasattr(args, "platform") else None
     return Options(
         command=args.command,
         layout=layout,
@@ -116,9 +119,23 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str], *, is_root: bo
         debian_mirror=environ.get(MIRROR_ENV) or DEFAULT_MIRROR,
         install_engine=is_root and not environ.get(NO_INSTALL_ENV),
         work_dir=_folder(project, work_dir, "--work-dir") if work_dir else None,
+        platform=platform,
         registry_credentials=_credentials(environ),
         extra={k: v for k, v in vars(args).items() if k not in _COMMON},
     )
+
+
+def _platform(option: str | None, env: str | None) -> str | None:
+    """--platform, else KERASTACK_PLATFORM (empty: unset, as the Makefile passes an unset PLATFORM); one of the
+    platforms images are built for, written in full."""
+    value, source = (option, "--platform") if option else (env, PLATFORM_ENV)
+    if not value:
+        return None
+    if value not in contract.PLATFORMS:
+        full = [p for p in contract.PLATFORMS if p.endswith("/" + value)]
+        fix = f"write it in full: {full[0]}" if full else f"use one of: {', '.join(contract.PLATFORMS)}"
+        raise PipelineError(f"{source} {value!r} is not a platform images are built for: {fix}")
+    return value
 
 
 def _folder(project: Path, value: str | Path, option: str) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from . import base_images, git
+from . import base_images, emulation, git
 from .build import build_plan
 from .docker_client import SOURCE_DATE_EPOCH_SINCE, Docker, DockerException, docker_error, parse_buildkit_version
 from .errors import PipelineError
@@ -85,7 +85,10 @@ def reproduce(docker: Docker, options: Options, selection: Selection, console: C
 def _reproduce_cell(
     docker: Docker, options: Options, selection: Selection, cell: Cell, commit: git.Commit, stamp: BuildStamp, tolerated, console: Console
 ) -> ImageComparison:
-    base = base_images.resolve(docker, selection.config.python[cell.python], offline=options.offline_base, mirror=options.debian_mirror)
+    if cell.platform != docker.engine_platform():
+        emulation.require(cell.platform)  # both builds run under QEMU
+    python = selection.config.python[cell.python]
+    base = base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror, platform=cell.platform)
     base_layers = len(docker.layers(base.ref))
     plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, commit.created, base_images.labels(base, base_images.record(docker, base)))
     refs = [f"{plan.image}:reproduce-{cell.id}-{n}" for n in (1, 2)]

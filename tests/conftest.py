@@ -46,21 +46,27 @@ def project_selection():
     return select(pipeline_options("matrix"))
 
 
-def smoke_cells(config: pytest.Config) -> list[str]:
-    """--cells, else the matrix's default cells (what `make run`, `make run-gpu` and `latest` serve)."""
+def smoke_cells(config: pytest.Config, every_platform: bool = False) -> list[str]:
+    """--cells, else the matrix's default cells (what `make run`, `make run-gpu` and `latest` serve); with
+    `every_platform` (tests marked so), also those cells' siblings on the other platforms, which run under
+    emulation here: the default CPU cell's arm64 image gets the image checks, not the whole suite."""
     chosen = config.getoption("--cells")
     if chosen:
         return [c for c in chosen.split(",") if c]
     from kerastack import matrix
 
     selection = project_selection()
-    return [cell.id for cell in matrix.default_cells(selection.config, selection.all_cells)]
+    defaults = matrix.default_cells(selection.config, selection.all_cells)
+    if every_platform:
+        stems = {cell.stem for cell in defaults}
+        defaults += [cell for cell in selection.all_cells if cell.stem in stems and not cell.is_default_platform]
+    return [cell.id for cell in defaults]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     chosen_by_test = any("cell_id" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
     if "cell_id" in metafunc.fixturenames and not chosen_by_test:
-        cells = smoke_cells(metafunc.config)
+        cells = smoke_cells(metafunc.config, metafunc.definition.get_closest_marker("every_platform") is not None)
         if metafunc.definition.get_closest_marker("gpu_image"):
             cells = [c for c in cells if "-gpu-" in c]
         metafunc.parametrize("cell_id", cells, scope="session")
@@ -133,6 +139,15 @@ def remove_made_images(tags: set[str], replaced_ids: set[str]) -> None:
             pass  # gone already, or a container still uses it: not ours to force
 
 
+def skip_unless_it_runs_here(docker, platform: str) -> None:
+    """Another platform's image is built and run under QEMU: skip, saying why, where this kernel cannot."""
+    from kerastack import emulation
+
+    engine = docker.engine_platform()
+    if platform != engine and (why := emulation.problem(platform)):
+        pytest.skip(f"{platform} images cannot run on this {engine} machine: {why} ({emulation.FIX}, as root)")
+
+
 @pytest.fixture(scope="session")
 def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_config, all_cells, tmp_path_factory) -> BuiltCell:
     """A local image of the cell, built through the pipeline (cached layers make rebuilds quick)."""
@@ -144,6 +159,7 @@ def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_con
     if cell_id in _built:
         return _built[cell_id]
     (cell,) = matrix.Filter.parse([f"id={cell_id}"]).select(all_cells)
+    skip_unless_it_runs_here(docker, cell.platform)
     ref = tags.local_ref(project_config.image, cell)
     report = None
     if request.config.getoption("--no-build"):

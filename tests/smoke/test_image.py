@@ -15,7 +15,8 @@ from python_on_whales import docker
 from kerastack.contract import MOUNT_POINT, UID, USER, label
 from tests.containers import host_user_dir, jupyter_container
 
-pytestmark = pytest.mark.docker
+# The chapter's checks run on every platform's image: the default CPU cell's arm64 image too, under QEMU here.
+pytestmark = [pytest.mark.docker, pytest.mark.every_platform]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,16 @@ def test_kernel_imports_keras_and_lists_devices(cell_id, running):
     assert result.status == "ok", f"{cell_id}: {result.error}"
     assert "keras 3." in result.stdout
     assert "/physical_device:CPU:0" in result.stdout, result.stdout
+
+
+def test_the_kernel_runs_on_the_cells_architecture(cell_id, cell, cell_image, running):
+    """The image, its config and the kernel agree on the cell's platform (an arm64 image is aarch64 inside)."""
+    machine = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[cell.platform]
+    config = docker.image.inspect(cell_image)
+    assert f"{config.os}/{config.architecture}" == cell.platform, cell_id
+    result = running.jupyter.execute("import platform, tensorflow as tf; print(platform.machine(), tf.test.is_built_with_cuda())")
+    assert result.status == "ok", f"{cell_id}: {result.error}"
+    assert result.stdout.split() == [machine, str(cell.is_gpu)], f"{cell_id}: {result.stdout}"
 
 
 def test_tiny_keras_model_trains_one_epoch(cell_id, running):

@@ -16,9 +16,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "kerastack"
 PURE = (
     "contract", "layout", "errors", "versions", "reference", "files", "config", "matrix", "tags", "plan", "lock_plan", "publish_plan",
     "changes", "manifest", "image_compare", "layers", "build_report", "smoke_report", "options", "ca",
+    "oci_index",
 )  # fmt: skip
 FORBIDDEN_MODULES = {"subprocess", "python_on_whales", "socket", "urllib", "http", "docker"}
-EFFECTS = {"docker_client", "engine", "base_images", "git", "lock", "publish", "build", "smoke", "reproduce", "bench", "hub", "cli"}
+EFFECTS = {"docker_client", "engine", "base_images", "git", "lock", "publish", "build", "smoke", "reproduce", "bench", "hub", "cli", "emulation"}
 
 
 def imports(module: str) -> set[str]:
