@@ -45,7 +45,7 @@ def test_real_versions_toml_is_valid(real_config, real_cells):
 
 def test_real_locks_record_and_match_their_content_hashes(tmp_path, capsys):
     shutil.copy(ROOT / "versions.toml", tmp_path / "versions.toml")
-    shutil.copytree(ROOT / "locks", tmp_path / "locks")
+    shutil.copytree(ROOT / "locks", tmp_path / "locks", symlinks=True)
     code = cli.main(["--project-dir", str(tmp_path), "lock", "--check"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
