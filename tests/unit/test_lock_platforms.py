@@ -307,3 +307,28 @@ def test_changes_command_needs_the_other_platforms_lock(locked_project, capsys):
     assert cli.main(["--project-dir", str(locked_project), "changes", f"id={ARM}", "--against-platform", "linux/amd64"]) != 0
     captured = capsys.readouterr()
     assert captured.out == "" and f"no lock files for {AMD}: run `nox -s lock` first" in captured.err
+
+
+def test_lock_command_locks_the_default_platform_first_and_names_a_twin_it_left_stale(locked_project, monkeypatch, tmp_path, capsys):
+    """`lock id=ARM,AMD` resolves AMD first. The stand-in resolver logs the TensorFlow requirement it was given and
+    replays AMD's pins without `# via` notes (all but TensorFlow and Keras land in jupyter), the same for both, so ARM
+    links its science group (among others). Relocked alone with the real split, AMD's files change: the command says that ARM, whose
+    links now point at new content, is stale."""
+    log = tmp_path / "asked.txt"
+    script = tmp_path / "uv.py"
+    pins = "".join((LOCKED / "locks" / AMD / f"{g}.txt").read_text() for g in GROUPS)
+    script.write_text(
+        "from pathlib import Path\n"
+        f"with open({str(log)!r}, 'a') as f: f.write(Path('requirements.in').read_text().splitlines()[0] + '\\n')\n"
+        f"Path('compiled.txt').write_text({pins!r})\n"
+    )
+    monkeypatch.setattr(lock, "uv_command", lambda: [sys.executable, str(script)])
+    assert cli.main(["--project-dir", str(locked_project), "lock", f"id={ARM},{AMD}"]) == 0
+    assert log.read_text().splitlines() == ["tensorflow-cpu==2.21.0", "tensorflow==2.21.0"]
+    assert json.loads((locked_project / "locks" / ARM / "lock.json").read_text())["shared"]["science"] == AMD  # the same replay
+    capsys.readouterr()
+    script.write_text(f"from pathlib import Path\nPath('compiled.txt').write_text({uv_output(AMD)!r})\n")  # now with the real split
+    assert cli.main(["--project-dir", str(locked_project), "lock", f"id={AMD}"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"✓ {AMD}: ") and ARM not in captured.out
+    assert f"note: {ARM} shares lock files with a cell just relocked and is now" in captured.err and f"id={ARM}" in captured.err
