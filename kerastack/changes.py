@@ -8,9 +8,10 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from .contract import PLATFORMS
 from .errors import PipelineError
 from .files import read_json
-from .matrix import Cell, previous_release
+from .matrix import Cell, on_platform, previous_release
 
 KINDS = ("added", "removed", "upgraded", "downgraded", "changed")
 
@@ -40,7 +41,7 @@ class Comparison:
     cell: str
     baseline: str  # what it is compared with: a cell id or a manifest file
     changes: tuple[Change, ...] | None
-    note: str = ""
+    note: str = ""  # why there is no baseline (changes is None), or a remark on the comparison
 
     def counts(self) -> dict[str, int]:
         found = {kind: 0 for kind in KINDS}
@@ -60,18 +61,35 @@ def comparisons(
     all_cells: Sequence[Cell],
     versions_of: Callable[[Cell], Mapping[str, str]],
     manifest: tuple[str, str, Mapping[str, str]] | None = None,
+    against_platform: str | None = None,
+    shared_with: Callable[[Cell, Cell], Sequence[str]] | None = None,
 ) -> list[Comparison]:
-    """Per selected cell: against the previous TensorFlow release of the same Python/variant/CUDA in the
-    matrix (or a note that there is none), and against `manifest` (source, cell, packages) when given."""
+    """Per selected cell: against the previous TensorFlow release of the same Python/variant/CUDA/platform in the
+    matrix, or with `against_platform` against the cell of the same stem (same tag) on that platform (or a note
+    that there is none), and against `manifest` (source, cell, packages) when given. `shared_with(cell, other)`
+    names the lock groups the two share as one file; a platform comparison says how many."""
+    if against_platform is not None and against_platform not in PLATFORMS:
+        raise PipelineError(f"--against-platform {against_platform!r}: not a platform of the matrix; use one of {', '.join(PLATFORMS)}")
     result = []
     for cell in selected:
         new = versions_of(cell)
-        previous = previous_release(cell, all_cells)
-        if previous is None:
-            what = f"Python {cell.python} {cell.variant}" + (f" CUDA {cell.cuda}" if cell.cuda else "")
-            result.append(Comparison(cell.id, "", None, f"no earlier TensorFlow release of {what} in the matrix to compare with"))
+        if against_platform is not None:
+            other = on_platform(cell, all_cells, against_platform)
+            if cell.platform == against_platform:
+                result.append(Comparison(cell.id, "", None, f"is itself the {against_platform} cell: select another platform's cell of {cell.stem}"))
+            elif other is None:
+                result.append(Comparison(cell.id, "", None, f"no {against_platform} cell of {cell.stem} in the matrix to compare with"))
+            else:
+                shared = list(shared_with(cell, other)) if shared_with else []
+                note = f"lock groups shared as one file: {', '.join(shared)}" if shared else "no lock group shared as one file"
+                result.append(Comparison(cell.id, other.id, diff(versions_of(other), new), note))
         else:
-            result.append(Comparison(cell.id, previous.id, diff(versions_of(previous), new)))
+            previous = previous_release(cell, all_cells)
+            if previous is None:
+                what = f"Python {cell.python} {cell.variant}" + (f" CUDA {cell.cuda}" if cell.cuda else "") + f" on {cell.platform}"
+                result.append(Comparison(cell.id, "", None, f"no earlier TensorFlow release of {what} in the matrix to compare with"))
+            else:
+                result.append(Comparison(cell.id, previous.id, diff(versions_of(previous), new)))
         if manifest is not None:
             source, manifest_cell, packages = manifest
             result.append(Comparison(cell.id, f"the manifest of {manifest_cell} ({source})", diff(packages, new)))
@@ -110,7 +128,7 @@ def summary_line(comparison: Comparison) -> str:
     if comparison.changes is None:
         return f"{comparison.cell}: {comparison.note}"
     counts = ", ".join(f"{n} {kind}" for kind, n in comparison.counts().items() if n) or "no package changed"
-    return f"{comparison.cell} vs {comparison.baseline}: {counts}"
+    return f"{comparison.cell} vs {comparison.baseline}: {counts}" + (f" ({comparison.note})" if comparison.note else "")
 
 
 def to_markdown(comparisons: Sequence[Comparison]) -> str:

@@ -85,9 +85,16 @@ def cmd_lock(options: Options) -> int:
         return 0
     from . import lock
 
-    for cell in s.selected:
-        groups = lock.lock_cell(options.root, s.config, cell)
-        out.print(f"✓ {cell.id}: " + ", ".join(f"{g} {len(p)}" for g, p in groups.items()))
+    for cell in lock_plan.lock_order(s.selected):  # the default platform first: the others prefer and share its files
+        groups = lock.lock_cell(options.root, s.config, cell, log=lambda message: err.print(message, markup=False))
+        shared = lock_plan.read_meta(lock_plan.lock_dir(options.root, cell)).get(lock_plan.SHARED, {})
+        note = f" ({len(shared)} of {len(groups)} shared with {next(iter(shared.values()))})" if shared else ""
+        out.print(f"✓ {cell.id}: " + ", ".join(f"{g} {len(p)}" for g, p in groups.items()) + note, markup=False)
+    # A relocked default cell can leave the other platforms' links pointing at new content: say which to relock.
+    others = [c for c in s.all_cells if c not in s.selected and lock_plan.sibling_of(s.config, c) in s.selected]
+    for st in lock_plan.status(options.root, s.config, others, known=s.all_cells)[: len(others)]:
+        if st.state not in ("ok", "missing"):
+            err.print(f"note: {st.cell_id} shares lock files with a cell just relocked and is now {st.state}: relock it (`nox -s lock -- id={st.cell_id}`)")
     return 0
 
 
@@ -95,13 +102,23 @@ def cmd_changes(options: Options) -> int:
     from . import changes
 
     s = select(options)
-    needed = set(s.selected) | {p for c in s.selected if (p := matrix.previous_release(c, s.all_cells))}
+    platform = options.get("against_platform")
+    if platform is not None and platform not in contract.PLATFORMS:  # before reading any lock: one clear error
+        changes.comparisons([], s.all_cells, dict, against_platform=platform)
+
+    def baseline(c: matrix.Cell) -> matrix.Cell | None:
+        return matrix.on_platform(c, s.all_cells, platform) if platform else matrix.previous_release(c, s.all_cells)
+
+    needed = set(s.selected) | {b for c in s.selected if (b := baseline(c))}
     missing = [c.id for c in sorted(needed) if not (lock_plan.lock_dir(options.root, c) / "lock.json").exists()]
     if missing:
         raise PipelineError(f"no lock files for {', '.join(missing)}: run `nox -s lock` first")
     manifest_file = options.get("manifest")
     manifest = (manifest_file, *changes.read_manifest(Path(manifest_file))) if manifest_file else None
-    result = changes.comparisons(s.selected, s.all_cells, lambda cell: lock_plan.locked_versions(options.root, cell), manifest)
+    result = changes.comparisons(
+        s.selected, s.all_cells, lambda cell: lock_plan.locked_versions(options.root, cell), manifest,
+        against_platform=platform, shared_with=lambda a, b: lock_plan.shared_between(options.root, a, b),
+    )  # fmt: skip
     if options.get("markdown"):
         print(changes.to_markdown(result), end="")
         return 0
@@ -423,9 +440,14 @@ def parser() -> argparse.ArgumentParser:
     command("tags", cmd_tags, "show each cell's tags and which of them move")
     sp = command("lock", cmd_lock, "resolve hash-pinned lock files per cell into locks/ (needs PyPI)")
     sp.add_argument("--check", action="store_true", help="fail when versions.toml changed since the locks were made")
-    sp = command("changes", cmd_changes, "per cell, the packages added/removed/upgraded/downgraded since the previous TensorFlow release")
+    sp = command("changes", cmd_changes, "per cell, the packages changed since the previous TensorFlow release (or another platform: --against-platform)")
     sp.add_argument("--manifest", help="also compare with a published manifest (reports/manifests/<cell>.json or the image's)")
     sp.add_argument("--markdown", action="store_true", help="Markdown for a release summary instead of tables")
+    sp.add_argument(
+        "--against-platform", metavar="PLATFORM",
+        help="compare each cell with the cell of the same tag on PLATFORM (e.g. id=tf2.21.0-py3.11-cpu-arm64 --against-platform linux/amd64) "
+        "instead of the previous TensorFlow release",
+    )  # fmt: skip
     sp = command("engine", cmd_engine, "make sure a Docker engine with buildx runs (installs it as root)")
     sp.add_argument("--check", action="store_true", help="only check; never install")
     command("base-images", cmd_base_images, "pull or bootstrap the base image of each selected Python")

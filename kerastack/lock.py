@@ -15,7 +15,23 @@ from pathlib import Path
 from .config import Config
 from .errors import PipelineError
 from .layout import Layout
-from .lock_plan import GROUPS, Pin, check_cuda_pins, file_hash, inputs_for, lock_dir, lock_record, parse_compiled, render_group, split_groups
+from .lock_plan import (
+    GROUPS,
+    Pin,
+    check_cuda_pins,
+    file_hash,
+    inputs_for,
+    lock_dir,
+    lock_record,
+    parse_compiled,
+    preferences,
+    read_meta,
+    render_group,
+    shareable_groups,
+    shared_link,
+    sibling_of,
+    split_groups,
+)
 from .matrix import Cell
 
 
@@ -45,12 +61,34 @@ def uv_command() -> list[str]:
     return [sys.executable, "-m", "uv"]
 
 
-def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
-    """Resolve one cell with uv and write its group files and lock.json atomically (all or nothing)."""
+def _sibling_lock(root: Path, config: Config, cell: Cell, log) -> tuple[Cell, dict, dict[str, list[Pin]]] | None:
+    """The default platform's lock of the cell's stem (its meta and its group files' pins), when there is one to
+    prefer and share; None (said on `log`) otherwise."""
+    sibling = sibling_of(config, cell)
+    if sibling is None:
+        return None
+    directory = lock_dir(root, sibling)
+    try:
+        meta = read_meta(directory)
+        groups = {g: parse_compiled((directory / f"{g}.txt").read_text(encoding="utf-8")) for g in GROUPS if (directory / f"{g}.txt").is_file()}
+    except (PipelineError, OSError) as exc:
+        log(f"{cell.id}: no usable lock of {sibling.id} to prefer ({exc}); resolving on its own, nothing shared")
+        return None
+    return sibling, meta, groups
+
+
+def lock_cell(root: Path, config: Config, cell: Cell, log=lambda message: print(message, file=sys.stderr)) -> dict[str, list[Pin]]:
+    """Resolve one cell with uv and write its group files and lock.json atomically (all or nothing).
+
+    A cell off the default platform prefers its sibling's versions (its pins seeded into uv's output file) and
+    links each group that comes out identical to the sibling's file (lock_plan: "platforms")."""
     inputs = inputs_for(config, cell)
     recover(root, cell.id)
+    sibling = _sibling_lock(root, config, cell, log)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
+        if sibling:  # uv pip compile reads an existing output file as preferences
+            (tmpdir / "compiled.txt").write_text(preferences(sibling[1]))
         (tmpdir / "requirements.in").write_text("\n".join(inputs.requirements) + "\n")
         (tmpdir / "constraints.txt").write_text("\n".join(inputs.constraints) + "\n")
         command = [
@@ -68,7 +106,7 @@ def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
         if run.returncode != 0:
             raise PipelineError(f"{cell.id}: the resolver failed:\n{run.stderr.strip()}")
         compiled = tmpdir / "compiled.txt"
-        if not compiled.is_file():
+        if not compiled.is_file() or (sibling and compiled.read_text() == preferences(sibling[1])):
             raise PipelineError(f"{cell.id}: the resolver exited 0 but wrote no {compiled.name}: check uv ({' '.join(uv_command())} --version)")
         pins = parse_compiled(compiled.read_text())
         if not pins:
@@ -76,9 +114,13 @@ def lock_cell(root: Path, config: Config, cell: Cell) -> dict[str, list[Pin]]:
     groups = split_groups(pins, inputs.group_roots, inputs.layer_roots)
     check_cuda_pins(config, cell, groups["cuda"])
     staging = Path(tempfile.mkdtemp(prefix=f".{cell.id}.staging-", dir=_ensure(Layout(root).locks)))
+    shared = {g: sibling[0].id for g in shareable_groups(groups, sibling[2])} if sibling else {}
     for group in GROUPS:
-        (staging / f"{group}.txt").write_text(render_group(inputs, group, groups[group]))
-    meta = lock_record(inputs, groups, {f"{g}.txt": file_hash(staging / f"{g}.txt") for g in GROUPS})
+        if group in shared:
+            (staging / f"{group}.txt").symlink_to(shared_link(shared[group], group))
+        else:
+            (staging / f"{group}.txt").write_text(render_group(inputs, group, groups[group]))
+    meta = lock_record(inputs, groups, {f"{g}.txt": file_hash(staging / f"{g}.txt") for g in GROUPS}, shared)
     (staging / "lock.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     swap_in(staging, lock_dir(root, cell))
     return groups

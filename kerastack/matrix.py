@@ -232,6 +232,11 @@ def default_cells(config: Config, all_cells: Sequence[Cell]) -> list[Cell]:
     return [default_cell(config, variant, all_cells) for variant in config.axis_variant]
 
 
+def on_platform(cell: Cell, all_cells: Iterable[Cell], platform: str) -> Cell | None:
+    """The cell of the same stem (same tag) built for `platform`, or None when the matrix has none."""
+    return next((c for c in all_cells if c.stem == cell.stem and c.platform == platform), None)
+
+
 def previous_release(cell: Cell, all_cells: Sequence[Cell]) -> Cell | None:
     """The cell of the next lower TensorFlow release with the same Python, variant, CUDA and platform."""
     same = (cell.python, cell.variant, cell.cuda, cell.platform)

@@ -2,7 +2,7 @@
 
 - `sample_*`: tests/unit/data/versions.toml, a frozen copy of the project's versions.toml (9 cells), as text,
   parsed, and as its matrix. Edits of the real versions.toml do not reach these tests.
-- `locked_project`: a copy of tests/unit/data/locked (a three-cell versions.toml with valid locks/) in a
+- `locked_project`: a copy of tests/unit/data/locked (a four-cell versions.toml with valid locks/) in a
   temporary folder, for tests that need lock files.
 
 Only tests/unit/test_real_versions_file.py reads the real versions.toml and locks/. Names are prefixed
@@ -48,10 +48,29 @@ def sample_cells_by_id(sample_cells):
 
 @pytest.fixture
 def locked_project(tmp_path) -> Path:
-    """A writable copy of tests/unit/data/locked: versions.toml (tf2.20.0-py3.11-cpu, tf2.21.0-py3.11-cpu, -gpu-cuda12.5) and locks/."""
+    """A writable copy of tests/unit/data/locked: versions.toml (tf2.20.0-py3.11-cpu, tf2.21.0-py3.11-cpu, -cpu-arm64, -gpu-cuda12.5)
+    and locks/ (the arm64 cell's shared groups are relative links, copied as links)."""
     project = tmp_path / "locked"
-    shutil.copytree(LOCKED, project)
+    shutil.copytree(LOCKED, project, symlinks=True)  # shared lock groups are relative links
     return project
+
+
+def uv_output(cell_id: str) -> str:
+    """A locked cell of tests/unit/data/locked as `uv pip compile` writes it, with `# via` notes that give the same
+    split into groups: what a stand-in resolver replays, so that a relock writes the same files."""
+    import json
+
+    from kerastack import lock_plan
+
+    meta = json.loads((LOCKED / "locks" / cell_id / "lock.json").read_text())
+    roots = {*meta["inputs"]["group_roots"]}
+    parent = {"tensorflow": meta["inputs"]["group_roots"][0], "science": "pandas"}
+    text = ""
+    for group in lock_plan.GROUPS:
+        for pin in lock_plan.parse_compiled((LOCKED / "locks" / cell_id / f"{group}.txt").read_text()):
+            is_root = pin.name in roots or pin.name == parent.get(group) or group not in parent
+            text += pin.render() + f"\n    # via {'-r requirements.in' if is_root else parent[group]}\n"
+    return text
 
 
 # ---------------------------------------------------------------- the launcher (scripts/launch)

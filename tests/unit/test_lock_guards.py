@@ -1,6 +1,6 @@
 """`lock --check` verifies content, respects filters, survives crashed runs and corrupt records.
 
-Each test works on a copy of the test project tests/unit/data/locked (a three-cell versions.toml and its locks/)
+Each test works on a copy of the test project tests/unit/data/locked (a four-cell versions.toml and its locks/)
 in a temporary folder and goes through the CLI. Relocking runs the real `lock_cell` with a stand-in resolver that replays the cell's current lock,
 so no network is needed.
 """
@@ -16,7 +16,7 @@ import pytest
 
 from kerastack import cli, config, lock, lock_plan, matrix
 from kerastack.errors import PipelineError
-from tests.unit.conftest import LOCKED
+from tests.unit.conftest import uv_output
 
 CELL = "tf2.21.0-py3.11-cpu"
 
@@ -37,8 +37,7 @@ def check(capsys, project: Path, *filters: str) -> tuple[int, str, str]:
 def replaying_resolver(monkeypatch, tmp_path_factory):
     """`uv pip compile` stand-in: writes the cell's locked pins (with their hashes) as its output."""
     script = tmp_path_factory.mktemp("uv") / "uv.py"
-    pins = "".join((LOCKED / "locks" / CELL / f"{g}.txt").read_text() for g in lock_plan.GROUPS)
-    script.write_text(f"from pathlib import Path\nPath('compiled.txt').write_text({pins!r})\n")
+    script.write_text(f"from pathlib import Path\nPath('compiled.txt').write_text({uv_output(CELL)!r})\n")
     monkeypatch.setattr(lock, "uv_command", lambda: [sys.executable, str(script)])
 
 
@@ -50,7 +49,7 @@ def relock(project: Path) -> None:
 
 def test_the_locks_record_and_match_their_content_hashes(project, capsys):
     code, out, _ = check(capsys, project)
-    assert code == 0 and out.count(": ok") == len(list((project / "locks").glob("tf*"))) == 3
+    assert code == 0 and out.count(": ok") == len(list((project / "locks").glob("tf*"))) == 4
     meta = json.loads((project / "locks" / CELL / "lock.json").read_text())
     assert set(meta["files"]) == {f"{group}.txt" for group in lock_plan.GROUPS}
 
