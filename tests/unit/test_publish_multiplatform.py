@@ -306,3 +306,72 @@ def test_an_old_report_without_stems_still_reads():
     data = json.loads(publish_plan.PublishResult(cells={GPU: {"pushed": True, "tags": ["r/i:t"], "digest": digest("g"), "size": 1}}).to_json())
     del data["stems"]
     assert publish_plan.PublishResult.from_data(copy.deepcopy(data), "old").stems == {}
+
+
+# ---------------------------------------------------------------- reading the registry (a recorded client, no Docker)
+
+
+class RecordedRegistry:
+    """Answers `imagetools inspect` like buildx does, from {ref: raw manifest}."""
+
+    def __init__(self, manifests: dict[str, dict]):
+        self.manifests = manifests
+
+    def imagetools_inspect(self, ref: str, *args: str) -> str:
+        raw = self.manifests[ref]
+        if args == ("--raw",):
+            return json.dumps(raw)
+        return json.dumps({"digest": raw["digest_of_this"]})
+
+
+def image_manifest(name: str) -> dict:
+    return {"digest_of_this": digest("manifest " + name), "config": {"digest": digest(name)}}
+
+
+INDEX = {
+    "digest_of_this": digest("index"),
+    "manifests": [
+        {"digest": digest("manifest " + CPU), "platform": {"os": "linux", "architecture": "amd64"}},
+        {"digest": digest("manifest " + CPU_ARM), "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+    ],
+}
+
+
+def test_remote_image_reads_the_asked_platform_of_an_index():
+    client = RecordedRegistry(
+        {
+            f"{IMAGE}:{STEM}": INDEX,
+            f"{IMAGE}@{digest('manifest ' + CPU)}": image_manifest(CPU),
+            f"{IMAGE}@{digest('manifest ' + CPU_ARM)}": image_manifest(CPU_ARM),
+        }
+    )
+    assert publish.remote_image(client, f"{IMAGE}:{STEM}").config_digest == digest(CPU), "the default platform"
+    assert publish.remote_image(client, f"{IMAGE}:{STEM}", "linux/arm64") == publish.RemoteImage(digest("index"), digest(CPU_ARM))
+    index = publish.remote_index(client, f"{IMAGE}:{STEM}")
+    assert index.platforms == {"linux/amd64": digest("manifest " + CPU), "linux/arm64": digest("manifest " + CPU_ARM)} and index.digest == digest("index")
+    amd_only = {**INDEX, "manifests": INDEX["manifests"][:1]}
+    with pytest.raises(PipelineError, match="lists 0 linux/arm64 images, not one"):
+        publish.remote_image(RecordedRegistry({f"{IMAGE}:{STEM}": amd_only}), f"{IMAGE}:{STEM}", "linux/arm64")
+
+
+def test_an_index_with_a_platform_twice_or_a_single_image_is_not_exactly_the_expected_index():
+    expected = {"linux/amd64": digest("manifest " + CPU), "linux/arm64": digest("manifest " + CPU_ARM)}
+    twice = {**INDEX, "manifests": [*INDEX["manifests"], INDEX["manifests"][1]]}
+    single = image_manifest(CPU)
+    assert publish._exactly(publish.remote_index(RecordedRegistry({"r:t": INDEX}), "r:t"), expected)
+    assert not publish._exactly(publish.remote_index(RecordedRegistry({"r:t": twice}), "r:t"), expected)
+    assert not publish._exactly(publish.remote_index(RecordedRegistry({"r:t": single}), "r:t"), expected)
+    assert not publish._exactly(None, expected)
+
+
+def test_the_release_commands_list_each_index_with_its_platforms(tmp_path, capsys):
+    from kerastack import cli
+
+    (tmp_path / "publish-arm").mkdir()
+    (tmp_path / "publish-arm" / "publish-report.json").write_text(publish_plan.PublishResult(cells={CPU_ARM: staged(CPU_ARM)}).to_json())
+    (tmp_path / "index-report.json").write_text(publish_plan.PublishResult(stems={STEM: index_entry()}).to_json())
+    assert cli.main(["digests", "--report-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{IMAGE}@{digest('manifest ' + CPU_ARM)}", f"{IMAGE}@{digest('index')}"]
+    assert cli.main(["summary", "--report-dir", str(tmp_path)]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {STEM} (index)")]
+    assert f"linux/arm64: {CPU_ARM} `{digest('manifest ' + CPU_ARM)}`" in row
