@@ -67,6 +67,12 @@ build_matrix = _command("build-matrix", "build", "Build the selected cells with 
 reproduce = _command("reproduce", "reproduce", "Build the selected cells twice from scratch (clean `git archive` exports) and compare them layer by layer.")
 smoke = _command("smoke", "smoke", "Smoke-test the built images of the selected cells in real containers; one reports/smoke/<cell>.json each.", "test")
 publish = _command("publish", "publish", "Push the cells that passed smoke tests in this run; move the moving tags last (`-- --dry-run`).")
+publish_index = _command(
+    "publish-index",
+    "publish-index",
+    "Join the platform jobs' staged images into one multi-platform index per stem (a release's join job; `-- --report-dir DIR`).",
+    default=False,
+)
 bench = _command(
     "bench",
     "bench",

@@ -287,12 +287,13 @@ def cmd_smoke(options: Options) -> int:
 
 
 def cmd_publish(options: Options) -> int:
-    from . import publish, publish_plan, smoke_report
+    from . import publish_plan, smoke_report
 
     s = select(options)
     stage = options.get("stage")
     if stage == "moving":
-        reports = [report for _, report in publish_plan.load_publish_reports(options.report_dir)]
+        names = (layout.PUBLISH_REPORT, layout.INDEX_REPORT)
+        reports = [report for _, report in publish_plan.load_publish_reports(options.report_dir, names)]
         plan = publish_plan.plan_moving_from_reports(s.config, s.all_cells, s.selected, reports)
     else:
         if not (options.report_dir / layout.BUILD_REPORT).exists():
@@ -305,11 +306,30 @@ def cmd_publish(options: Options) -> int:
             allow_untested_gpu=bool(options.get("allow_untested_gpu")),
             allow_bootstrapped_base=bool(options.get("allow_bootstrapped_base")),
         )
-        plan = publish_plan.plan_publish(s.config, s.all_cells, cells, build, smoke, gates=gates, move_tags=stage == "all")
+        plan = publish_plan.plan_publish(
+            s.config, s.all_cells, cells, build, smoke, gates=gates, move_tags=stage == "all", staging_only=stage == "staging"
+        )  # fmt: skip
+    return _carry_out(options, s, plan, options.report_dir / (layout.MOVING_REPORT if stage == "moving" else layout.PUBLISH_REPORT))
+
+
+def cmd_publish_index(options: Options) -> int:
+    """The join of a release: one multi-platform index per selected stem from the platform jobs' publish reports."""
+    from . import publish_plan
+
+    s = select(options)
+    reports = [report for _, report in publish_plan.load_publish_reports(options.report_dir)]
+    plan = publish_plan.plan_index_from_reports(s.config, s.all_cells, s.selected, reports)
+    if not plan.steps and not plan.held_back:
+        err.print("no multi-platform stem selected: nothing to join")
+    return _carry_out(options, s, plan, options.report_dir / layout.INDEX_REPORT)
+
+
+def _carry_out(options: Options, s: Selection, plan, report: Path) -> int:
+    from . import publish
+
     dry_run = bool(options.get("dry_run"))
     if not dry_run:
         _engine(options)
-    report = options.report_dir / (layout.MOVING_REPORT if stage == "moving" else layout.PUBLISH_REPORT)
     with publish.registry_client(s.config.registry, options.registry_credentials) as client:
         # execute() stops a failing cell and goes on; its report, pushed and not pushed, is always written.
         result = publish.execute(
@@ -335,11 +355,21 @@ def cmd_check_release_tag(options: Options) -> int:
     return 0
 
 
-def _pushed(options: Options) -> list[tuple[Path, str, dict]]:
-    """(publish report file, cell, entry) of every pushed cell in the publish reports under --report-dir."""
+def _reports(options: Options):
     from .publish_plan import load_publish_reports
 
-    return [(path, cell, entry) for path, report in load_publish_reports(options.report_dir) for cell, entry in report.pushed()]
+    return load_publish_reports(options.report_dir, (layout.PUBLISH_REPORT, layout.INDEX_REPORT))
+
+
+def _pushed(options: Options) -> list[tuple[Path, str, dict]]:
+    """(publish report file, cell, entry) of every pushed cell (a platform of a multi-platform stem: under its
+    staging tag) in the publish reports under --report-dir."""
+    return [(path, cell, entry) for path, report in _reports(options) for cell, entry in report.pushed()]
+
+
+def _pushed_stems(options: Options) -> list[tuple[str, dict]]:
+    """(stem, entry) of every multi-platform index in the publish and index reports under --report-dir."""
+    return [(stem, entry) for _, report in _reports(options) for stem, entry in report.pushed_stems()]
 
 
 def _digest_ref(entry: dict) -> str:
@@ -354,11 +384,18 @@ def cmd_summary(options: Options) -> int:
     for _, cell, entry in _pushed(options):
         tags_text = "<br>".join(f"`{t}`" for t in entry["tags"])
         print(f"| {cell} | {tags_text} | `{entry['digest']}` | {human(entry.get('size'))} | {ran.get(entry.get('gpu_op_on_gpu'), '–')} |")
+    for stem, entry in _pushed_stems(options):
+        tags_text = "<br>".join(f"`{t}`" for t in entry["tags"])
+        listed = "<br>".join(f"{p}: {image['cell']} `{image['digest']}`" for p, image in sorted(entry["platforms"].items()))
+        print(f"| {stem} (index) | {tags_text} | `{entry['digest']}`<br>{listed} | – | – |")
     return 0
 
 
 def cmd_digests(options: Options) -> int:
+    """Every pushed image's digest, and every multi-platform index's: each is signed."""
     for _, _, entry in _pushed(options):
+        print(_digest_ref(entry))
+    for _, entry in _pushed_stems(options):
         print(_digest_ref(entry))
     return 0
 
@@ -483,7 +520,11 @@ def parser() -> argparse.ArgumentParser:
     sp = command("publish", cmd_publish, "push the cells that passed smoke tests in this run; move moving tags last")
     _report_dir(sp, "build/smoke reports (stage all, cells) or publish reports (stage moving); default reports/")
     sp.add_argument(
-        "--stage", choices=("all", "cells", "moving"), default="all", help="all: push and move; cells: push only; moving: move from publish reports"
+        "--stage",
+        choices=("all", "cells", "staging", "moving"),
+        default="all",
+        help="all: push and move; cells: push only; staging: push only, a multi-platform stem's platforms under their staging tags "
+        "(a release's per-platform job; publish-index joins them); moving: move from publish (and index) reports",
     )
     sp.add_argument("--dry-run", action="store_true", help="show what would be pushed and moved")
     sp.add_argument("--allow-dirty", action="store_true", help="publish images built from uncommitted changes")
@@ -492,6 +533,11 @@ def parser() -> argparse.ArgumentParser:
         "--allow-bootstrapped-base", action="store_true", help="publish images built on the offline (debootstrapped) base, not the official one (recorded)"
     )
     sp.add_argument("--retries", type=_count, default=3, help="retries of a failed push, 0 or more (default 3); there is always one attempt")
+    sp.add_argument("--backoff", type=_seconds, default=2.0, help="first retry delay in seconds, doubling (default 2)")
+    sp = command("publish-index", cmd_publish_index, "join the platform jobs' staged images: one multi-platform index per stem, immutable then cell tag")
+    _report_dir(sp, "folder searched for the platform jobs' publish-report.json files; index-report.json is written there (default: reports/)")
+    sp.add_argument("--dry-run", action="store_true", help="show which indexes would be made")
+    sp.add_argument("--retries", type=_count, default=3, help="retries of a failed registry write, 0 or more (default 3)")
     sp.add_argument("--backoff", type=_seconds, default=2.0, help="first retry delay in seconds, doubling (default 2)")
     sp = command("check-release-tag", cmd_check_release_tag, "fail unless TAG is vMAJOR.MINOR.PATCH (semver)", filtered=False)
     sp.add_argument("tag")

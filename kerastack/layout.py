@@ -30,6 +30,7 @@ BUILD_REPORT_MD = "build-report.md"
 SMOKE_REPORTS_DIR = "smoke"  # one SmokeReport per cell: smoke/<cell>.json
 PUBLISH_REPORT = "publish-report.json"
 MOVING_REPORT = "moving-report.json"
+INDEX_REPORT = "index-report.json"  # publish-index: the multi-platform indexes a release joined from its platform jobs
 MANIFESTS_DIR = "manifests"
 LOGS_DIR = "logs"
 REPRODUCE_REPORT = "reproduce.json"

@@ -132,3 +132,21 @@ def tags_for(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Build
         cell=cell_tag(cell),
         moving=moving_tags(config, all_cells).get(cell.id, ()),
     )
+
+
+def published_tag(local: str, platform: str) -> str:
+    """The registry tag of a cell's local tag: the platform suffix `local_tag` added comes off again (one
+    tag serves every platform in the registry). A local tag without the suffix its platform needs is an error."""
+    suffix = contract.platform_suffix(platform)
+    if suffix and not local.endswith(suffix):
+        raise ValueError(f"the local tag {local!r} of a {platform} image does not end in {suffix!r}")
+    return local.removesuffix(suffix) if suffix else local
+
+
+def staging_tag(immutable: str, platform: str) -> str:
+    """The per-platform tag one platform's image is pushed under before a multi-platform index joins them:
+    the immutable tag and the platform's architecture, for every platform (`...-abc1234-amd64`, `-arm64`).
+    Like the immutable tag, it never moves."""
+    tag = f"{immutable}-{platform.split('/', 1)[1].replace('/', '-')}"
+    assert _TAG.match(tag), tag
+    return tag

@@ -31,8 +31,12 @@ from tests.conftest import ROOT, pipeline_options, track_build
 from tests.containers import container_gone, free_port, host_user_dir
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
+from tests.unit.conftest import SAMPLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
+# Publish reads the matrix from a copy where the CPU variant is amd64 only (tests/unit/data/versions.toml): these
+# cells are then single-platform stems, pushed directly. The multi-platform index is test_publish_multiplatform.py's.
+AMD64_ONLY = SAMPLE
 CELLS = ["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"]
 REPOSITORY = os.environ.get("KERASTACK_REPOSITORY", "kerastack/keras-jupyter")  # where publish sends them (the options' KERASTACK_REPOSITORY)
 
@@ -42,6 +46,8 @@ def publish(registry: LocalRegistry, reports: Path, *args: str, env: dict[str, s
         sys.executable,
         "-m",
         "kerastack",
+        "--config",
+        str(AMD64_ONLY),
         "--registry",
         registry.host,
         "publish",

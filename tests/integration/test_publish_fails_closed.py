@@ -26,8 +26,12 @@ from kerastack.build_report import BuildReport, CellReport, write_build_report
 from tests.conftest import ROOT
 from tests.containers import free_port
 from tests.registry import LocalRegistry
+from tests.unit.conftest import SAMPLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
+# Publish reads the matrix from a copy where the CPU variant is amd64 only (tests/unit/data/versions.toml): these
+# cells are then single-platform stems, pushed directly. The multi-platform index is test_publish_multiplatform.py's.
+AMD64_ONLY = SAMPLE
 CELLS = {"tf2.21.0-py3.11-cpu": "2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu": "2.21.0-py3.13-cpu"}
 REPOSITORY = "kerastack/fail-closed-test"
 SUFFIX = "20261125-abc1234"
@@ -100,6 +104,8 @@ def publish(
         sys.executable,
         "-m",
         "kerastack",
+        "--config",
+        str(AMD64_ONLY),
         "--registry",
         registry.host,
         "publish",

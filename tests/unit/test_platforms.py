@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kerastack import config, contract, layout, lock_plan, matrix, plan, publish_plan, tags
+from kerastack import config, contract, layout, lock_plan, matrix, plan, tags
 from kerastack.build_report import BuildReport, CellReport
 from kerastack.errors import ConfigError
-from kerastack.smoke_report import Check, SmokeReport
 from kerastack.versions import Version
 from tests.unit.conftest import DATA
 
@@ -189,44 +188,15 @@ def test_every_platform_has_a_uv_target():
     assert set(lock_plan.UV_TARGETS) == set(contract.PLATFORMS)
 
 
-# ---------------------------------------------------------------- publish
+# ---------------------------------------------------------------- the build report (publish: tests/unit/test_publish_multiplatform.py)
 
 
 def _built(cell_id: str) -> CellReport:
+    suffix = "-arm64" if cell_id.endswith("-arm64") else ""
     tag = cell_id.removeprefix("tf").removesuffix("-arm64")
-    platform = "linux/arm64" if cell_id.endswith("-arm64") else "linux/amd64"
-    refs = [f"ghcr.io/kerastack/keras-jupyter:{tag}-20261202-abc1234", f"ghcr.io/kerastack/keras-jupyter:{tag}"]
-    return CellReport(cell=cell_id, status="built", platform=platform, tags=refs, image_id=f"sha256:{cell_id}", base_source="pulled",
-                      base_image="docker.io/library/python:3.11-slim-bookworm@sha256:" + "a" * 64)  # fmt: skip
-
-
-def _smoke(*ids: str) -> dict[str, SmokeReport]:
-    return {c: SmokeReport(c, c, f"sha256:{c}", (Check(f"tests/smoke/test_image.py::x[{c}]", "passed"),)) for c in ids}
-
-
-def test_publish_holds_back_both_platforms_of_a_shared_tag(cfg, cells, by_id):
-    selected = [by_id[CPU], by_id[CPU_ARM]]
-    build = BuildReport("abc1234", "now", [CPU, CPU_ARM], [_built(CPU), _built(CPU_ARM)])
-    result = publish_plan.plan_publish(cfg, cells, selected, build, _smoke(CPU, CPU_ARM))
-    assert result.steps == ()
-    held = dict(result.held_back)
-    assert set(held) == {CPU, CPU_ARM}
-    assert held[CPU].startswith("multi-platform publish is not implemented yet: its tags are shared with " + CPU_ARM)
-    assert held[CPU_ARM].startswith(f"multi-platform publish is not implemented yet: its tags are shared with {CPU}, and a linux/arm64 image")
-    assert "not ready" in result.moving_held_back
-
-
-def test_publish_of_a_default_platform_cell_without_a_twin_goes_ahead(cfg, cells, by_id):
-    gpu = "tf2.21.0-py3.11-gpu-cuda12.5"
-    build = BuildReport("abc1234", "now", [gpu], [_built(gpu)])
-    result = publish_plan.plan_publish(cfg, cells, [by_id[gpu]], build, _smoke(gpu), gates=publish_plan.Gates(allow_untested_gpu=True))
-    assert result.held_back == () and {s.cell for s in result.steps} == {gpu}
-
-
-def test_moving_tags_from_reports_never_move_to_one_platform_of_a_shared_tag(cfg, cells, by_id):
-    pushed = publish_plan.PublishResult(cells={CPU: {"pushed": True, "tags": ["2.21.0-py3.11-cpu"], "digest": "sha256:" + "b" * 64, "size": 1}})
-    result = publish_plan.plan_moving_from_reports(cfg, cells, [by_id[CPU]], [pushed])
-    assert result.steps == () and dict(result.held_back)[CPU].startswith(publish_plan.MULTI_PLATFORM_NOT_IMPLEMENTED)
+    refs = [f"ghcr.io/kerastack/keras-jupyter:{tag}-20261202-abc1234{suffix}", f"ghcr.io/kerastack/keras-jupyter:{tag}{suffix}"]
+    return CellReport(cell=cell_id, status="built", platform="linux/arm64" if suffix else "linux/amd64", tags=refs, image_id=f"sha256:{cell_id}",
+                      base_source="pulled", base_image="docker.io/library/python:3.11-slim-bookworm@sha256:" + "a" * 64)  # fmt: skip
 
 
 def test_the_build_report_records_and_reads_back_the_platform(tmp_path):

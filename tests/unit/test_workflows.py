@@ -360,7 +360,7 @@ def test_ci_grants_no_write_permission() -> None:
 
 def test_only_pushing_jobs_may_write_packages() -> None:
     writers = {(p.name, job_id) for p in WORKFLOWS for job_id, job in jobs(p).items() if permission_items(job.get("permissions")).get("packages") == "write"}
-    assert writers <= {("release.yml", "cell"), ("release.yml", "release")}, sorted(writers)
+    assert writers <= {("release.yml", "cell"), ("release.yml", "index"), ("release.yml", "release")}, sorted(writers)
 
 
 # ------------------------------------------------------------------ release gating
@@ -374,6 +374,41 @@ def test_release_runs_only_after_every_cell_succeeded() -> None:
     condition = re.sub(r"\s+", " ", str(job.get("if", "")))
     assert "needs.cell.result == 'success'" in condition, f"release must run only when every cell succeeded, got if: {condition!r}"
     assert (release["cell"].get("strategy") or {}).get("fail-fast") is False, "one failing cell must not cancel the others (their reports still matter)"
+    assert "index" in needs and "needs.index.result == 'success'" in condition, "moving tags move only after every multi-platform index was made"
+
+
+# ------------------------------------------------------------------ platforms: native runners, then the join
+
+RUNNER = re.compile(r"^\$\{\{ matrix\.platform == '([a-z0-9/]+)' && '([A-Za-z0-9.-]+)' \|\| '([A-Za-z0-9.-]+)' \}\}$")
+
+
+def test_each_platform_builds_on_a_native_runner() -> None:
+    from kerastack import contract
+
+    cell = jobs(WORKFLOW_DIR / "release.yml")["cell"]
+    match = RUNNER.match(str(cell["runs-on"]))
+    assert match, f"cell runs-on must pick the runner from matrix.platform, got {cell['runs-on']!r}"
+    platform, when, otherwise = match.groups()
+    runner = {p: when if p == platform else otherwise for p in contract.PLATFORMS}
+    assert runner == {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}, runner
+
+
+def test_platform_jobs_stage_and_the_index_job_joins_them_after_every_cell_job() -> None:
+    release = jobs(WORKFLOW_DIR / "release.yml")
+    cell_scripts = [str(step.get("run", "")) for step in steps(release["cell"])]
+    assert [s for s in cell_scripts if "nox -s publish" in s and "--stage staging" in s], "the cell jobs push with --stage staging"
+    index = release["index"]
+    assert set(index["needs"]) >= {"matrix", "cell"}
+    condition = re.sub(r"\s+", " ", str(index.get("if", "")))
+    assert "needs.cell.result == 'success'" in condition, "the join runs only when every platform's job succeeded"
+    assert "github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/v')" in condition
+    assert "inputs.dry_run" in condition, "a dry run makes no index"
+    scripts = [str(step.get("run", "")) for step in steps(index)]
+    assert [s for s in scripts if re.search(r"nox -s publish-index -- --report-dir \"\$\{REPORTS\}\"", s)]
+    downloads = [step for step in steps(index) if str(step.get("uses", "")).startswith("actions/download-artifact@")]
+    assert downloads and downloads[0]["with"]["pattern"] == "publish-*"
+    uploads = [step for step in steps(index) if str(step.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert uploads and uploads[0]["with"]["name"].startswith("publish-"), "the release job's publish-* download must find the index report"
 
 
 def test_untested_gpu_cells_are_published_only_from_an_explicit_dispatch_input() -> None:
@@ -407,8 +442,9 @@ def test_only_main_and_v_tags_publish_a_dispatch_from_elsewhere_stops_first() ->
     cell = jobs(WORKFLOW_DIR / "release.yml")["cell"]
     for i in _pushing_steps(cell):
         assert "env.PUBLISH_REF == 'true'" in str(steps(cell)[i].get("if", "")), f"cell step {steps(cell)[i].get('name')} pushes from any ref"
-    condition = re.sub(r"\s+", " ", str(jobs(WORKFLOW_DIR / "release.yml")["release"].get("if", "")))
-    assert "github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/v')" in condition
+    for job_id in ("index", "release"):
+        condition = re.sub(r"\s+", " ", str(jobs(WORKFLOW_DIR / "release.yml")[job_id].get("if", "")))
+        assert "github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/tags/v')" in condition, job_id
 
 
 def test_one_global_concurrency_group_covers_every_release() -> None:
@@ -417,7 +453,7 @@ def test_one_global_concurrency_group_covers_every_release() -> None:
     assert group["cancel-in-progress"] is False
 
 
-@pytest.mark.parametrize("job_id", ["cell", "release"])
+@pytest.mark.parametrize("job_id", ["cell", "index", "release"])
 def test_the_registry_login_comes_right_before_the_pushing_steps(job_id: str) -> None:
     job = jobs(WORKFLOW_DIR / "release.yml")[job_id]
     all_steps = steps(job)
