@@ -64,7 +64,11 @@ lock = _command("lock", "lock", "Resolve hash-pinned lock files per cell with uv
 changes = _command("changes", "changes", "Per cell, the packages that changed since the previous TensorFlow release (`-- --manifest FILE` too).")
 base_images = _command("base-images", "base-images", "Pull each Python's official base, or bootstrap it from Debian packages when offline.")
 build_matrix = _command("build-matrix", "build", "Build the selected cells with buildx and write reports/build-report.{json,md}.")
-reproduce = _command("reproduce", "reproduce", "Build the selected cells twice from scratch (clean `git archive` exports) and compare them layer by layer.")
+reproduce = _command(
+    "reproduce",
+    "reproduce",
+    "Build the selected cells (a filter of platforms only: each one's default CPU cell) twice from scratch and compare them layer by layer.",
+)
 smoke = _command("smoke", "smoke", "Smoke-test the built images of the selected cells in real containers; one reports/smoke/<cell>.json each.", "test")
 publish = _command("publish", "publish", "Push the cells that passed smoke tests in this run; move the moving tags last (`-- --dry-run`).")
 publish_index = _command(

@@ -239,6 +239,8 @@ def cmd_reproduce(options: Options) -> int:
     from .reproduce import reproduce
 
     s = select(options)
+    if matrix.Filter.parse(options.filter).names_only_platforms:  # no cell named: the default CPU cell of each platform
+        s = Selection(s.config, s.all_cells, tuple(matrix.default_cpu_cells(s.config, s.selected, s.all_cells)))
     git.head(options.root)  # fails closed before any build: the check builds a commit
     report = reproduce(_engine(options), options, s, err)
     for c in report.cells:

@@ -237,6 +237,12 @@ def on_platform(cell: Cell, all_cells: Iterable[Cell], platform: str) -> Cell | 
     return next((c for c in all_cells if c.stem == cell.stem and c.platform == platform), None)
 
 
+def default_cpu_cells(config: Config, selected: Sequence[Cell], all_cells: Sequence[Cell]) -> list[Cell]:
+    """The default CPU cell of each platform among `selected`: what `reproduce` builds when its filter names only
+    platforms (`reproduce -- platform=linux/arm64`), since two clean builds of every cell take hours."""
+    return [default_cell(config, "cpu", all_cells, platform) for platform in sorted({c.platform for c in selected})]
+
+
 def previous_release(cell: Cell, all_cells: Sequence[Cell]) -> Cell | None:
     """The cell of the next lower TensorFlow release with the same Python, variant, CUDA and platform."""
     same = (cell.python, cell.variant, cell.cuda, cell.platform)
@@ -293,6 +299,11 @@ class Filter:
             if key == "id" and cell.id not in values:
                 return False
         return True
+
+    @property
+    def names_only_platforms(self) -> bool:
+        """Nothing but `platform=` terms (or none): what the filter asks for is a platform, not a cell."""
+        return all(key == "platform" for key, _ in self.terms)
 
     def select(self, all_cells: Sequence[Cell], config_path: str = "versions.toml") -> list[Cell]:
         selected = [cell for cell in all_cells if self.accepts(cell)]

@@ -5,6 +5,7 @@ empty, clean or default answer. The fake tools hand every other command to the r
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -123,14 +124,20 @@ def _python(sample_config):
         "received unexpected HTTP status: 500 Internal Server Error",
     ],
 )
-def test_a_registry_that_answers_is_an_error_never_the_offline_base(fake_tools, sample_config, answer):
-    """Rate limits, auth errors and any other registry answer say what happened; nothing is bootstrapped."""
+@pytest.mark.parametrize("step", ["index", "pull"])
+def test_a_registry_that_answers_is_an_error_never_the_offline_base(fake_tools, sample_config, answer, step):
+    """Rate limits, auth errors and any other registry answer, to the index read or to the pull of the
+    platform's manifest, say what happened; nothing is bootstrapped."""
+    index = json.dumps({"manifests": [{"digest": "sha256:" + "a" * 64, "platform": {"os": "linux", "architecture": "amd64"}}]})
+    inspect = f'echo "ERROR: {answer}" >&2; exit 1' if step == "index" else f"echo '{index}'; exit 0"
     fake_tools(
-        "docker", f'case "$*" in *"image inspect"*) {NO_SUCH_IMAGE};; *"image pull"*) echo "Error response from daemon: {answer}" >&2; exit 1;; esac\nexit 99'
+        "docker",
+        f'case "$*" in *"imagetools inspect"*) {inspect};; *"image inspect"*) {NO_SUCH_IMAGE};; '
+        f'*"image pull"*) echo "Error response from daemon: {answer}" >&2; exit 1;; esac\nexit 99',
     )
     with pytest.raises(PipelineError, match="registry answered") as refused:
         base_images.resolve(Docker(), _python(sample_config), offline=False, mirror="http://deb.debian.org/debian")
-    assert answer.split()[-1] in str(refused.value), "the error says what the registry answered"
+    assert answer.split()[-1] in str(refused.value), f"the error says what the registry answered: {refused.value}"
 
 
 @pytest.mark.parametrize(

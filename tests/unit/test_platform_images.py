@@ -138,3 +138,16 @@ def test_the_default_cell_of_a_platform(cfg, cells):
     assert matrix.default_cell(cfg, "cpu", cells).platform == contract.DEFAULT_PLATFORM
     with pytest.raises(ConfigError, match=r"the gpu variant is not built for linux/arm64 \(only linux/amd64\)"):
         matrix.default_cell(cfg, "gpu", cells, "linux/arm64")
+
+
+# ---------------------------------------------------------------- reproduce's cells
+def test_a_filter_of_platforms_only_reproduces_each_platforms_default_cpu_cell(cfg, cells):
+    for words, expected in (
+        ([], ["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-cpu-arm64"]),
+        (["platform=linux/arm64"], ["tf2.21.0-py3.11-cpu-arm64"]),
+        (["platform=linux/amd64,linux/arm64"], ["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.11-cpu-arm64"]),
+    ):
+        f = matrix.Filter.parse(words)
+        assert f.names_only_platforms
+        assert [c.id for c in matrix.default_cpu_cells(cfg, f.select(cells), cells)] == expected
+    assert not matrix.Filter.parse(["platform=linux/arm64", "tf=2.20"]).names_only_platforms, "a named cell is built as named"

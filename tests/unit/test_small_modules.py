@@ -260,19 +260,14 @@ def test_engine_error_exit_code():
 # ---------------------------------------------------------------- base images and builders
 
 
-def test_bootstrap_message_round_trips():
+def test_a_bootstrapped_base_is_tagged_per_platform_and_recipe():
     from kerastack import base_images
 
-    message = base_images.bootstrap_message("bookworm", "http://deb.debian.org/debian")
-    assert message == "debootstrap --variant=minbase bookworm http://deb.debian.org/debian"
-    assert base_images.parse_bootstrap_message(message) == ("bookworm", "http://deb.debian.org/debian")
-
-
-@pytest.mark.parametrize("comment", ["", "Imported from -", "debootstrap bookworm http://x", "debootstrap --variant=minbase bookworm"])
-def test_other_comments_name_no_suite(comment):
-    from kerastack import base_images
-
-    assert base_images.parse_bootstrap_message(comment) == ("", "")
+    recipe = base_images.BOOTSTRAP_RECIPE
+    assert base_images.bootstrap_tag("bookworm", "linux/arm64") == f"kerastack-base/debian:bookworm-minbase-r{recipe}-arm64"
+    assert base_images.bootstrap_tag("trixie") == f"kerastack-base/debian:trixie-minbase-r{recipe}-amd64"
+    assert base_images.architecture("linux/arm64") == "arm64"
+    assert base_images.BASE_DOCKERFILE.splitlines()[:2] == ["FROM scratch", "ADD rootfs.tar /"], "one layer: the rootfs, whatever the platform"
 
 
 def test_markdown_lists_each_base_once_with_its_suite_and_mirror():
