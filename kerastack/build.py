@@ -110,8 +110,19 @@ def _build_cell(docker, options, selection, cell, engine, stamp, created, status
         console.print(f"[red]✗ {cell.id}[/]: base image: {escape(str(exc))}")
         return CellReport.failed(cell.id, f"base image: {exc}")
     base = bases[base_key]
+    build_base = base
+    if cell.platform != engine:  # the venv and the lock groups are installed natively, on the engine's platform's base
+        build_key = f"{cell.python} {engine}"
+        try:
+            if build_key not in bases:
+                python = selection.config.python[cell.python]
+                bases[build_key] = base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror, platform=engine)
+        except Exception as exc:  # noqa: BLE001 (a base that cannot be had fails this cell, not the run)
+            console.print(f"[red]✗ {cell.id}[/]: the build platform's base image: {escape(str(exc))}")
+            return CellReport.failed(cell.id, f"the build platform's ({engine}) base image: {exc}")
+        build_base = bases[build_key]
     base_record = base_images.record(docker, base)
-    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, created, base_images.labels(base, base_record))
+    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, created, base_images.labels(base, base_record), build_base.ref)
     previous_id = docker.image_id(plan.cell_ref)
     # The naive baseline is measured on the engine's own platform only: under emulation it would double the slowest build.
     naive = _start_naive(docker, options, plan, base.ref) if options.naive and cell.platform == engine else None

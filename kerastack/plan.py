@@ -74,14 +74,17 @@ def source_date_epoch(created: str) -> int:
 
 
 def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: BuildStamp, base_image: str, created: str,
-              base_labels: Mapping[str, str] | None = None) -> BuildPlan:  # fmt: skip
+              base_labels: Mapping[str, str] | None = None, build_base_image: str | None = None) -> BuildPlan:  # fmt: skip
     """`base_image` is the base actually used (official or bootstrapped); `created` an RFC 3339 time;
-    `base_labels` say where that base came from (kerastack.base_images.labels), so the image itself does."""
+    `base_labels` say where that base came from (kerastack.base_images.labels), so the image itself does;
+    `build_base_image` is the same Python's base for the platform the build runs on, where the venv and the
+    lock groups are installed (a cross build: the engine's platform; by default the base itself)."""
     r = resolve(config, cell)
     tags = tags_for(config, all_cells, cell, stamp)
     build_args = {
         **contract.build_args(),  # the user, UID, mount point, port, lock groups and layer time
         "BASE_IMAGE": base_image,
+        "BUILD_BASE_IMAGE": build_base_image or base_image,
         "PYTHON_VERSION": str(cell.python),
         "LOCK_DIR": lock_build_arg(cell.id),
         "MANIFEST_FACTS": json.dumps(manifest_facts(config, cell, base_image), sort_keys=True, separators=(",", ":")),

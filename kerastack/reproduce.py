@@ -85,12 +85,17 @@ def reproduce(docker: Docker, options: Options, selection: Selection, console: C
 def _reproduce_cell(
     docker: Docker, options: Options, selection: Selection, cell: Cell, commit: git.Commit, stamp: BuildStamp, tolerated, console: Console
 ) -> ImageComparison:
-    if cell.platform != docker.engine_platform():
+    engine = docker.engine_platform()
+    if cell.platform != engine:
         emulation.require(cell.platform)  # both builds run under QEMU
     python = selection.config.python[cell.python]
     base = base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror, platform=cell.platform)
+    build_base = (
+        base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror, platform=engine) if cell.platform != engine else base
+    )
     base_layers = len(docker.layers(base.ref))
-    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, commit.created, base_images.labels(base, base_images.record(docker, base)))
+    labels = base_images.labels(base, base_images.record(docker, base))
+    plan = plan_cell(selection.config, selection.all_cells, cell, stamp, base.ref, commit.created, labels, build_base.ref)
     refs = [f"{plan.image}:reproduce-{cell.id}-{n}" for n in (1, 2)]
     if options.work_dir is not None:
         options.work_dir.mkdir(parents=True, exist_ok=True)  # --work-dir is created when missing

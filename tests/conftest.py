@@ -63,6 +63,28 @@ def smoke_cells(config: pytest.Config, every_platform: bool = False) -> list[str
     return [cell.id for cell in defaults]
 
 
+def runs_under_emulation(item: pytest.Item) -> bool:
+    """Marked `emulated`, or run against a cell of another platform than the default (its id's suffix)."""
+    from kerastack import contract
+
+    callspec = getattr(item, "callspec", None)
+    cell = callspec.params.get("cell_id") if callspec is not None else None
+    others = tuple(contract.platform_suffix(p) for p in contract.PLATFORMS if p != contract.DEFAULT_PLATFORM)
+    return item.get_closest_marker("emulated") is not None or (isinstance(cell, str) and cell.endswith(others))
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests of another platform's images go last, in their order: they build and run under QEMU (the
+    slowest build of the session), nothing else waits on them, and by then the reproducibility test has
+    shrunk the build cache on CI's machine (KERASTACK_TEST_BUILD_CACHE), so the arm64 image's build never
+    stacks on the disk the earlier builds hold. Among them: the base first, then the smoke checks of the
+    image, then what uses the checked image (--check, the launcher, publish)."""
+    emulated = [i for i in items if runs_under_emulation(i)]
+    step = {"test_base_check.py": 0, "smoke": 1}
+    emulated.sort(key=lambda i: step.get(i.path.name, step.get(i.path.parent.name, 2)))
+    items[:] = [i for i in items if not runs_under_emulation(i)] + emulated
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     chosen_by_test = any("cell_id" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
     if "cell_id" in metafunc.fixturenames and not chosen_by_test:
@@ -174,6 +196,28 @@ def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_con
         report = build.cells[0]
     _built[cell_id] = BuiltCell(ref, docker.inspect(ref).id, report)
     return _built[cell_id]
+
+
+def build_with_gate_input(docker, cell_ids, folder: Path, who: str) -> Path:
+    """Build `cell_ids` through the pipeline (cached layers make it quick), write their build report into
+    `folder`, and a smoke report per cell that names the built image as tested by `who`: a publish test's own
+    gate input, so a failure elsewhere in the session cannot fail it or publish under it."""
+    from kerastack import smoke_report
+    from kerastack.build import build_matrix
+    from kerastack.build_report import write_build_report
+    from kerastack.git import current_stamp
+    from kerastack.options import select
+
+    options = pipeline_options("build", *(f"id={c}" for c in cell_ids), "--report-dir", str(folder))
+    stamp, created = current_stamp(ROOT)
+    build = build_matrix(docker, options, select(options), stamp, created)
+    track_build(build.cells)
+    assert build.ok, [c.error for c in build.cells]
+    write_build_report(build, folder)
+    for cell in build.cells:
+        check = smoke_report.Check(f"gate input written by {who}", "passed")
+        smoke_report.write(folder, smoke_report.SmokeReport(cell.cell, cell.tags[1], cell.image_id, (check,)))
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -20,18 +20,13 @@ import urllib.request
 import pytest
 from python_on_whales import docker
 
-from kerastack import smoke_report
-from kerastack.build import build_matrix
-from kerastack.build_report import write_build_report
-from kerastack.git import current_stamp
-from kerastack.options import select
-from tests.conftest import ROOT, pipeline_options, skip_unless_it_runs_here, track_build
+from tests.conftest import ROOT, build_with_gate_input, skip_unless_it_runs_here
 from tests.containers import container_gone, free_port
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
 from tests.terminal import Terminal
 
-pytestmark = [pytest.mark.docker, pytest.mark.registry]
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.emulated]
 CELLS = {"tf2.21.0-py3.11-cpu": "linux/amd64", "tf2.21.0-py3.11-cpu-arm64": "linux/arm64"}
 STEM = "2.21.0-py3.11-cpu"
 REPOSITORY = os.environ.get("KERASTACK_REPOSITORY", "kerastack/keras-jupyter")
@@ -42,17 +37,7 @@ READY = re.compile(r"Jupyter is ready: (http://localhost:(\d+)/lab\?token=(\w+))
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory, docker):
     skip_unless_it_runs_here(docker, "linux/arm64")
-    folder = tmp_path_factory.mktemp("reports")
-    options = pipeline_options("build", *(f"id={c}" for c in CELLS), "--report-dir", str(folder))
-    stamp, created = current_stamp(ROOT)
-    build = build_matrix(docker, options, select(options), stamp, created)
-    track_build(build.cells)
-    assert build.ok, [c.error for c in build.cells]
-    write_build_report(build, folder)
-    for cell in build.cells:
-        check = smoke_report.Check("gate input written by tests/integration/test_arm64.py", "passed")
-        smoke_report.write(folder, smoke_report.SmokeReport(cell.cell, cell.tags[1], cell.image_id, (check,)))
-    return folder
+    return build_with_gate_input(docker, CELLS, tmp_path_factory.mktemp("reports"), "tests/integration/test_arm64.py")
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,7 @@ def test_a_local_base_that_matches_is_reused(tmp_path, docker_engine):
             Docker().remove_images([tag])
 
 
+@pytest.mark.emulated
 def test_the_offline_recipe_makes_a_real_arm64_base(docker_engine, project_config):
     """Kept afterwards, like every bootstrapped base: the arm64 cell's build starts from it."""
     docker = Docker()

@@ -22,12 +22,7 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from kerastack import smoke_report
-from kerastack.build import build_matrix
-from kerastack.build_report import write_build_report
-from kerastack.git import current_stamp
-from kerastack.options import select
-from tests.conftest import ROOT, pipeline_options, track_build
+from tests.conftest import ROOT, build_with_gate_input
 from tests.containers import container_gone, free_port, host_user_dir
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
@@ -35,7 +30,7 @@ from tests.unit.conftest import SAMPLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 # Publish reads the matrix from a copy where the CPU variant is amd64 only (tests/unit/data/versions.toml): these
-# cells are then single-platform stems, pushed directly. The multi-platform index is test_publish_multiplatform.py's.
+# cells are then single-platform stems, pushed directly. The multi-platform index is tests/integration/test_publish_multiplatform.py's (tiny images) and test_arm64.py's (the default cell).
 AMD64_ONLY = SAMPLE
 CELLS = ["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"]
 REPOSITORY = os.environ.get("KERASTACK_REPOSITORY", "kerastack/keras-jupyter")  # where publish sends them (the options' KERASTACK_REPOSITORY)
@@ -68,17 +63,7 @@ def run_to_end(process: subprocess.Popen, timeout: float = 600) -> tuple[int, st
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory, docker) -> Path:
     """A build report of CELLS, built now, and a smoke report per cell naming the built image as tested."""
-    folder = tmp_path_factory.mktemp("reports")
-    options = pipeline_options("build", *(f"id={c}" for c in CELLS), "--report-dir", str(folder))
-    stamp, created = current_stamp(ROOT)
-    build = build_matrix(docker, options, select(options), stamp, created)
-    track_build(build.cells)
-    assert build.ok, [c.error for c in build.cells]
-    write_build_report(build, folder)
-    for cell in build.cells:
-        check = smoke_report.Check("gate input written by tests/integration/test_publish_and_launch.py", "passed")
-        smoke_report.write(folder, smoke_report.SmokeReport(cell.cell, cell.tags[1], cell.image_id, (check,)))
-    return folder
+    return build_with_gate_input(docker, CELLS, tmp_path_factory.mktemp("reports"), "tests/integration/test_publish_and_launch.py")
 
 
 @pytest.fixture(scope="module")

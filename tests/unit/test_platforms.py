@@ -188,7 +188,7 @@ def test_every_platform_has_a_uv_target():
     assert set(lock_plan.UV_TARGETS) == set(contract.PLATFORMS)
 
 
-# ---------------------------------------------------------------- the build report (publish: tests/unit/test_publish_multiplatform.py)
+# ---------------------------------------------------------------- the build report (publish: tests/unit/test_publish_plan_multiplatform.py)
 
 
 def _built(cell_id: str) -> CellReport:
