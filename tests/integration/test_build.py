@@ -86,7 +86,10 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path, docker_engine):
     project = tmp_path / "project"
     project.mkdir()
     for item in ("versions.toml", "images", "locks", ".dockerignore"):
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, project / item)
+        if (ROOT / item).is_dir():
+            shutil.copytree(ROOT / item, project / item, symlinks=True)  # shared lock groups stay links
+        else:
+            shutil.copy(ROOT / item, project / item)
     # The venv group (pip, setuptools) is the first stage every lock group builds on, so the cell fails in
     # seconds instead of after installing TensorFlow. pip accepts a wheel matching any listed hash, so every
     # hash of the group is made wrong.
@@ -143,7 +146,7 @@ def test_filter_that_selects_nothing_fails_before_any_docker_call(tmp_path):
 
 def test_stale_lock_fails_the_build_of_that_cell_only_with_the_fix(tmp_path):
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "locks", project / "locks")
+    shutil.copytree(ROOT / "locks", project / "locks", symlinks=True)
     (project / "versions.toml").write_text((ROOT / "versions.toml").read_text().replace('keras = "3.11.3"', 'keras = "3.11.2"'))
     result = kerastack("--project-dir", str(project), "lock", "--check", env=NO_DAEMON)
     assert result.returncode == 2

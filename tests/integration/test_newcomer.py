@@ -50,9 +50,11 @@ def fresh_copy(destination: Path) -> Path:
         b"\0"
     )
     for name in filter(None, (n.decode() for n in listed)):
-        source = ROOT / name
-        if source.is_file():
-            target = destination / name
+        source, target = ROOT / name, destination / name
+        if source.is_symlink():  # a shared lock group: a relative link, as git checks it out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     return destination

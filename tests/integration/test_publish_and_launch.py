@@ -30,7 +30,8 @@ from tests.unit.conftest import SAMPLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 # Publish reads the matrix from a copy where the CPU variant is amd64 only (tests/unit/data/versions.toml): these
-# cells are then single-platform stems, pushed directly. The multi-platform index is tests/integration/test_publish_multiplatform.py's (tiny images) and test_arm64.py's (the default cell).
+# cells are then single-platform stems, pushed directly. The multi-platform index is
+# test_publish_multiplatform.py's (tiny images) and test_arm64.py's (the default cell, both platforms).
 AMD64_ONLY = SAMPLE
 CELLS = ["tf2.21.0-py3.11-cpu", "tf2.21.0-py3.13-cpu"]
 REPOSITORY = os.environ.get("KERASTACK_REPOSITORY", "kerastack/keras-jupyter")  # where publish sends them (the options' KERASTACK_REPOSITORY)
