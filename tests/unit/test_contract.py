@@ -71,6 +71,14 @@ def test_the_dockerfile_has_one_stage_per_lock_group_and_adds_them_in_the_contra
     assert [g for g, _ in in_manifest] == [t for _, t in in_manifest] == list(contract.LOCK_GROUPS)
 
 
+def test_the_manifest_stage_copies_every_lock_file_by_name():
+    """By name, so a group shared with another platform's cell (a link to its file) arrives as the file."""
+    copies = re.findall(r"^COPY (\$\{LOCK_DIR\}/.*?) /tmp/lock/$", DOCKERFILE.replace("\\\n", " "), flags=re.M)
+    (copy,) = [c for c in copies if "lock.json" in c]
+    names = [word.removeprefix("${LOCK_DIR}/") for word in copy.split()]
+    assert names == ["lock.json", f"{contract.VENV_GROUP}.txt", *(f"{group}.txt" for group in contract.LOCK_GROUPS)]
+
+
 def test_the_venv_stage_path_is_the_contract_venv():
     assert f"from=venv,source={contract.VENV},target=/mnt" in DOCKERFILE
 
