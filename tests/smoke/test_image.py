@@ -167,13 +167,14 @@ def test_no_build_leftovers_and_only_hash_based_bytecode_in_the_image(cell_id, c
 
 def test_jupyter_and_a_running_kernel_are_not_root(cell_id, running):
     """Apart from tini (PID 1, needed to drop privileges), nothing runs as root: the process list is
-    read from inside a kernel, so the kernel is certainly alive when it is checked."""
+    read from inside a kernel, so the kernel is certainly alive when it is checked. (Under QEMU each
+    command line starts with the emulator's path, hence the long cut.)"""
     code = (
         "import pathlib\n"
         "for p in pathlib.Path('/proc').glob('[0-9]*'):\n"
         "    try:\n"
         "        uid = next(l.split()[1] for l in (p / 'status').read_text().splitlines() if l.startswith('Uid:'))\n"
-        "        print(p.name, uid, (p / 'cmdline').read_bytes().replace(b'\\0', b' ').decode()[:80])\n"
+        "        print(p.name, uid, (p / 'cmdline').read_bytes().replace(b'\\0', b' ').decode()[:300])\n"
         "    except (OSError, StopIteration):\n"
         "        pass\n"
     )
