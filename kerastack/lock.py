@@ -114,6 +114,7 @@ def lock_cell(root: Path, config: Config, cell: Cell, log=lambda message: print(
     groups = split_groups(pins, inputs.group_roots, inputs.layer_roots)
     check_cuda_pins(config, cell, groups["cuda"])
     staging = Path(tempfile.mkdtemp(prefix=f".{cell.id}.staging-", dir=_ensure(Layout(root).locks)))
+    staging.chmod(0o755)  # mkdtemp's 0700 would become the lock folder's mode: readable like every other folder
     shared = {g: sibling[0].id for g in shareable_groups(groups, sibling[2])} if sibling else {}
     for group in GROUPS:
         if group in shared:

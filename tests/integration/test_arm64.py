@@ -21,7 +21,7 @@ import pytest
 from python_on_whales import docker
 
 from tests.conftest import ROOT, build_with_gate_input, skip_unless_it_runs_here
-from tests.containers import container_gone, free_port
+from tests.containers import container_gone, free_port, host_user_dir
 from tests.jupyter import JupyterServer
 from tests.registry import LocalRegistry
 from tests.terminal import Terminal
@@ -82,8 +82,9 @@ def test_pulling_the_arm64_image_gives_an_aarch64_container(published):
 def test_the_launcher_serves_jupyterlab_from_the_arm64_image_and_stops_on_ctrl_c(published, tmp_path):
     ref = f"{published['registry'].host}/{REPOSITORY}:{STEM}"
     name = f"kerastack-arm64-{os.getpid()}"
-    (tmp_path / "mine.txt").write_text("from the host")
-    terminal = Terminal([*LAUNCH, "--platform", "linux/arm64", "--image", ref, "--pull", "always", "--dir", str(tmp_path), "--name", name])
+    folder, _ = host_user_dir(tmp_path)  # a non-root user's folder (pytest's own tmp folders are 0700)
+    (folder / "mine.txt").write_text("from the host")
+    terminal = Terminal([*LAUNCH, "--platform", "linux/arm64", "--image", ref, "--pull", "always", "--dir", str(folder), "--name", name])
     try:
         url, port, token = terminal.wait_for(READY, timeout=600).groups()
         assert docker.image.inspect(ref).architecture == "arm64", "the launcher pulled another platform's image"
