@@ -200,11 +200,12 @@ def to_markdown(report: BuildReport) -> str:
     if common:
         lines += ["", "Layers that several cells of this report share (one download for all of them):", "", "| layer | size | cells |", "|---|---|---|"]
         lines += [f"| `{diff_id[:19]}` | {human(size)} | {', '.join(cells)} |" for diff_id, size, cells in common]
-    bases = sorted({(c.base_image, c.base_image_id, c.base_suite, c.base_mirror) for c in report.cells if c.base_image_id})
+    bases = sorted({(c.base_image, c.base_image_id, c.base_suite, c.base_mirror, c.platform) for c in report.cells if c.base_image_id})
     if bases:
         lines += ["", "Base images:", ""]
-        for ref, image_id, suite, mirror in bases:
-            origin = f"; bootstrapped: `debootstrap --variant=minbase {suite}` from {mirror}" if suite else ""
+        for ref, image_id, suite, mirror, platform in bases:
+            arch = platform.split("/", 1)[-1]
+            origin = f"; bootstrapped: `debootstrap --arch={arch} --variant=minbase {suite}` from {mirror}" if suite else ""
             lines.append(f"- `{ref}`: image ID `{image_id}`{origin}")
     return "\n".join(lines) + "\n"
 

@@ -276,7 +276,7 @@ def test_markdown_lists_each_base_once_with_its_suite_and_mirror():
         cell.base_image, cell.base_image_id = "kerastack-base/debian:bookworm-minbase", "sha256:" + "5" * 64
         cell.base_suite, cell.base_mirror = "bookworm", "http://deb.debian.org/debian"
     md = report.to_markdown(r)
-    line = f"- `kerastack-base/debian:bookworm-minbase`: image ID `sha256:{'5' * 64}`; bootstrapped: `debootstrap --variant=minbase bookworm` from http://deb.debian.org/debian"
+    line = f"- `kerastack-base/debian:bookworm-minbase`: image ID `sha256:{'5' * 64}`; bootstrapped: `debootstrap --arch=amd64 --variant=minbase bookworm` from http://deb.debian.org/debian"
     assert md.count(line) == 1
 
 
