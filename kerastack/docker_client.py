@@ -9,6 +9,7 @@ small standard-library `docker()`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import re
@@ -151,7 +152,17 @@ class Docker:
 
     def build(self, result_ref: str, on_step: Callable[[str], None] = lambda step: None, **buildx_options) -> BuildOutcome:
         """Run `docker buildx build` with a plain, streamed log: the steps, which were cached, the outcome.
-        Never raises for a failed build; the outcome says what failed."""
+        Never raises for a failed build; the outcome says what failed. A build whose connection to BuildKit
+        broke (not a step that failed) is run once more: what it finished is in the cache."""
+        first = self._build_once(result_ref, on_step, **buildx_options)
+        if first.ok or not transient_build_error(first.error):
+            return first
+        on_step(f"BuildKit's connection broke ({first.error[-120:]}); building once more")
+        again = self._build_once(result_ref, on_step, **buildx_options)
+        note = f"kerastack: the build's connection to BuildKit broke ({first.error}); built once more"
+        return dataclasses.replace(again, seconds=first.seconds + again.seconds, log=[*first.log, note, *again.log])
+
+    def _build_once(self, result_ref: str, on_step: Callable[[str], None], **buildx_options) -> BuildOutcome:
         start = time.monotonic()
         log: list[str] = []
         steps: dict[str, str] = {}
@@ -342,6 +353,17 @@ def _drain(stream: IO[bytes], limit: int) -> int:
     while total <= limit and (piece := stream.read(1 << 16)):
         total += len(piece)
     return total
+
+
+# BuildKit's session or its gRPC stream ended under the build (seen once on a freshly started Engine 20.10,
+# on the first RUN step of a build): the engine's transport, not the Dockerfile. A step that failed says
+# "executor failed running" / "did not complete successfully" instead, and is never retried.
+_TRANSIENT = re.compile(r"rpc error: code = (Internal|Unavailable) desc = (unexpected EOF|transport is closing|error reading from server: EOF)", re.I)
+
+
+def transient_build_error(error: str) -> bool:
+    """Whether a failed build's error is BuildKit's broken connection rather than a failed step."""
+    return bool(_TRANSIENT.search(error)) and "executor failed running" not in error and "did not complete successfully" not in error
 
 
 def _last_error(log: Sequence[str]) -> str:

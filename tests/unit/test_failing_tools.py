@@ -278,3 +278,38 @@ def test_an_engine_that_does_not_say_its_platform_is_an_error_not_amd64(fake_too
     fake_tools("docker", """echo '{"OSType":"linux","Architecture":"riscv64"}'""")
     with pytest.raises(DockerException, match="platform is unknown"):
         Docker().engine_platform()
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        ("ERROR: failed to solve: rpc error: code = Internal desc = unexpected EOF", True),
+        ("ERROR: failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF", True),
+        ("ERROR: failed to solve: executor failed running [/bin/sh -c false]: exit code: 1", False),
+        ('ERROR: failed to solve: process "/bin/sh -c pip install" did not complete successfully: exit code: 1', False),
+        ("ERROR: failed to solve: rpc error: code = Unknown desc = failed to compute cache key", False),
+    ],
+)
+def test_only_a_broken_buildkit_connection_is_built_again(error, transient):
+    from kerastack.docker_client import transient_build_error
+
+    assert transient_build_error(error) is transient
+
+
+def test_a_build_whose_buildkit_connection_broke_runs_once_more_and_a_failed_step_does_not(fake_tools, tmp_path):
+    """The real adapter against a fake docker: the first build ends with BuildKit's EOF, the second succeeds."""
+    counter = tmp_path / "builds"
+    fake_tools(
+        "docker",
+        f'case "$*" in *"buildx build"*) n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter};\n'
+        '  if [ "$n" = 0 ]; then echo "ERROR: failed to solve: rpc error: code = Internal desc = unexpected EOF" >&2; exit 1; fi;\n'
+        '  echo "#1 [stage 1/1] RUN true"; exit 0;;\n'
+        f'*"image inspect"*) echo \'[{{"Id": "sha256:{"1" * 64}"}}]\'; exit 0;; esac\nexit 99',
+    )
+    outcome = Docker().build("example/image:tag", context_path=tmp_path, tags=["example/image:tag"])
+    assert outcome.ok and counter.read_text().strip() == "2", outcome
+    assert any("built once more" in line for line in outcome.log)
+    counter.write_text("5")
+    fake_tools("docker", 'case "$*" in *"buildx build"*) echo "ERROR: failed to solve: executor failed running [x]: exit code: 1" >&2; exit 1;; esac\nexit 99')
+    failed = Docker().build("example/image:tag", context_path=tmp_path, tags=["example/image:tag"])
+    assert not failed.ok and "executor failed running" in failed.error
