@@ -85,6 +85,9 @@ def plan_cell(config: Config, all_cells: Sequence[Cell], cell: Cell, stamp: Buil
         **contract.build_args(),  # the user, UID, mount point, port, lock groups and layer time
         "BASE_IMAGE": base_image,
         "BUILD_BASE_IMAGE": build_base_image or base_image,
+        # The stage the venv and the lock groups are installed in: the image's own `base`, or in a cross build
+        # (another platform's base given) `cross-python`, on the build platform's base.
+        "PYTHON_STAGE": "cross-python" if build_base_image and build_base_image != base_image else "base",
         "PYTHON_VERSION": str(cell.python),
         "LOCK_DIR": lock_build_arg(cell.id),
         "MANIFEST_FACTS": json.dumps(manifest_facts(config, cell, base_image), sort_keys=True, separators=(",", ":")),

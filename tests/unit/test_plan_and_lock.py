@@ -71,6 +71,7 @@ def test_gpu_plan(sample_config, sample_cells):
         **contract.build_args(),  # the image contract travels as build arguments
         "BASE_IMAGE": BASE,
         "BUILD_BASE_IMAGE": BASE,
+        "PYTHON_STAGE": "base",
         "PYTHON_VERSION": "3.11",
         "LOCK_DIR": "locks/tf2.21.0-py3.11-gpu-cuda12.5",
         "VARIANT": "gpu",

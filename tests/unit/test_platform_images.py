@@ -156,6 +156,7 @@ def test_a_filter_of_platforms_only_reproduces_each_platforms_default_cpu_cell(c
 def test_a_cross_build_installs_the_venv_on_the_build_platforms_base(cfg, cells):
     arm = cell(cells, "tf2.21.0-py3.11-cpu-arm64")
     cross = dict(plan.plan_cell(cfg, cells, arm, STAMP, "arm-base", "2026-12-07T00:00:00Z", build_base_image="amd-base").build_args)
-    assert (cross["BASE_IMAGE"], cross["BUILD_BASE_IMAGE"]) == ("arm-base", "amd-base")
+    assert (cross["BASE_IMAGE"], cross["BUILD_BASE_IMAGE"], cross["PYTHON_STAGE"]) == ("arm-base", "amd-base", "cross-python")
     native = dict(plan.plan_cell(cfg, cells, arm, STAMP, "arm-base", "2026-12-07T00:00:00Z").build_args)
     assert native["BUILD_BASE_IMAGE"] == native["BASE_IMAGE"] == "arm-base", "a native build installs on its own base"
+    assert native["PYTHON_STAGE"] == "base", "... in the image's own base stage, which it references once"
