@@ -13,6 +13,7 @@ import pytest
 from kerastack import smoke_report
 from kerastack.build_report import BuildReport, write_build_report
 from tests.conftest import ROOT
+from tests.unit.conftest import SAMPLE
 
 pytestmark = [pytest.mark.docker]
 DEFAULT_CPU_CELL = "tf2.21.0-py3.11-cpu"
@@ -23,8 +24,12 @@ def kerastack(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def dry_run_publish(report_dir) -> subprocess.CompletedProcess[str]:
-    """`publish --dry-run` of the default CPU cell from report_dir's build and smoke reports (no registry answers at 127.0.0.1:1)."""
+    """`publish --dry-run` of the default CPU cell from report_dir's build and smoke reports (no registry answers at 127.0.0.1:1).
+    The matrix is the amd64-only copy (tests/unit/data/versions.toml): in the real one the cell's tags are shared with
+    its arm64 twin, whose publish test_arm64.py walks; here one platform's gate is the point."""
     return kerastack(
+        "--config",
+        str(SAMPLE),
         "--registry",
         "127.0.0.1:1",
         "publish",
