@@ -174,7 +174,7 @@ def test_bootstrapped_base_is_tagged_deterministically_and_reused(project_config
     python = project_config.python[project_config.defaults.python]
     first = base_images.resolve(Docker(), python, offline=True, mirror=DEFAULT_MIRROR)
     again = base_images.resolve(Docker(), python, offline=True, mirror=DEFAULT_MIRROR)
-    assert first.ref == again.ref == f"kerastack-base/debian:{python.debian_suite}-minbase-r{base_images.BOOTSTRAP_RECIPE}"
+    assert first.ref == again.ref == f"kerastack-base/debian:{python.debian_suite}-minbase-r{base_images.BOOTSTRAP_RECIPE}-amd64"
     assert again.source == "bootstrapped" and again.reused
     os_release = docker.run(again.ref, ["cat", "/etc/os-release"], remove=True)
     assert f"VERSION_CODENAME={python.debian_suite}" in os_release
