@@ -66,7 +66,9 @@ def test_a_users_container_image_and_tags_with_the_projects_names_survive_the_se
     session_made_it = not docker.image.exists(session_tag)
     if session_made_it:
         imported(tmp_path, session_tag)
-    base = "kerastack-base/debian:bookworm-minbase-r2"
+    from kerastack.base_images import bootstrap_tag
+
+    base = bootstrap_tag("bookworm")  # the default platform's bootstrapped base, which earlier tests made
     if not docker.image.exists(base):
         pytest.skip(f"{base} (an image with `sleep`) is not here: build once first")
     users_container = docker.run(base, ["sleep", "infinity"], detach=True, name=f"kerastack-users-own-{os.urandom(4).hex()}",
