@@ -43,11 +43,11 @@ def test_image_prints_exactly_one_reference(cell_image):
     assert docker.image.exists(lines[0])
 
 
-def test_base_images_prints_one_line_per_python(docker_engine):
+def test_base_images_prints_one_line_per_python_and_platform(docker_engine):
     result = kerastack("base-images", f"id={DEFAULT_CPU_CELL}")
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
-    ref = re.fullmatch(r"✓ Python 3\.11: (\S+) \((local|pulled|bootstrapped)[^)]*\)", line)
+    ref = re.fullmatch(r"✓ Python 3\.11 linux/amd64: (\S+) \((local|pulled|bootstrapped)[^)]*\)", line)
     assert ref, line
     assert docker.image.exists(ref.group(1))
 
