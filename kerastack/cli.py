@@ -170,7 +170,8 @@ def cmd_base_images(options: Options) -> int:
         python = s.config.python[version]
         base = base_images.resolve(docker, python, offline=options.offline_base, mirror=options.debian_mirror, platform=platform)
         out.print(
-            f"✓ Python {version} {platform}: {base.ref} ({base.source}{', reused' if base.reused else ''}{f', {base.seconds:.0f} s' if base.seconds else ''})"
+            f"✓ Python {version} {platform}: {base.ref} ({base.source}{', reused' if base.reused else ''}{f', {base.seconds:.0f} s' if base.seconds else ''})",
+            soft_wrap=True,  # one line per base, however narrow the terminal
         )
     return 0
 
