@@ -146,25 +146,60 @@ wait_for_running_dockerd() {
   die "a dockerd process runs but has not answered for 60 s (see $DOCKERD_LOG); stop it (pkill -x dockerd) and retry"
 }
 
-start_dockerd() {
-  if [[ -d /run/systemd/system ]] && have systemctl; then
-    log "starting docker with systemd"
-    systemctl enable --now docker
-  elif wait_for_running_dockerd; then
-    return 0
-  else
-    log "no init system: starting dockerd in its own session (log: $DOCKERD_LOG)"
-    # Its own session and process group, stdin closed: a Ctrl-C or a closed terminal in the shell that
-    # ran this script (or `make run`) must not reach the engine. `setsid -f` always forks, so dockerd is
-    # never the leader of our group even when this script is.
-    setsid -f dockerd </dev/null >>"$DOCKERD_LOG" 2>&1
-  fi
+# dockerd gives the containerd it starts 15 s to answer, then exits ("timeout waiting for containerd to
+# start"); a machine that is busy or slow to boot can miss that, and a second try finds containerd up
+# (dockerd reuses one that still runs). Any other exit, or a dockerd that runs but never answers, is an error.
+DOCKERD_ATTEMPTS=3
+
+launch_dockerd_and_wait() {
+  local since
+  since=$(wc -l <"$DOCKERD_LOG" 2>/dev/null || echo 0)
+  # Its own session and process group, stdin closed: a Ctrl-C or a closed terminal in the shell that
+  # ran this script (or `make run`) must not reach the engine. `setsid -f` always forks, so dockerd is
+  # never the leader of our group even when this script is.
+  setsid -f dockerd </dev/null >>"$DOCKERD_LOG" 2>&1
+  sleep 1
   for _ in $(seq 1 60); do
     daemon_up && return 0
+    if ! pgrep -x dockerd >/dev/null; then
+      # Only this attempt's lines: an old failure in the log must not be taken for this one.
+      if tail -n +"$((since + 1))" "$DOCKERD_LOG" | grep -q 'timeout waiting for containerd to start'; then
+        return 2
+      fi
+      tail -n 20 "$DOCKERD_LOG" >&2 || true
+      die "dockerd exited while starting (see $DOCKERD_LOG)"
+    fi
     sleep 1
   done
   tail -n 20 "$DOCKERD_LOG" >&2 || true
   die "dockerd did not answer within 60 s (see $DOCKERD_LOG)"
+}
+
+start_dockerd() {
+  if [[ -d /run/systemd/system ]] && have systemctl; then
+    log "starting docker with systemd"
+    systemctl enable --now docker
+    for _ in $(seq 1 60); do
+      daemon_up && return 0
+      sleep 1
+    done
+    die "docker was started with systemd but did not answer within 60 s (journalctl -u docker)"
+  fi
+  wait_for_running_dockerd && return 0
+  local attempt status
+  for attempt in $(seq 1 "$DOCKERD_ATTEMPTS"); do
+    if [[ $attempt == 1 ]]; then
+      log "no init system: starting dockerd in its own session (log: $DOCKERD_LOG)"
+    else
+      log "starting dockerd again (attempt $attempt of $DOCKERD_ATTEMPTS)"
+    fi
+    status=0
+    launch_dockerd_and_wait || status=$?
+    [[ $status == 0 ]] && return 0
+    log "dockerd gave up waiting for its containerd (attempt $attempt of $DOCKERD_ATTEMPTS)"
+  done
+  tail -n 20 "$DOCKERD_LOG" >&2 || true
+  die "dockerd could not start containerd in $DOCKERD_ATTEMPTS attempts (see $DOCKERD_LOG); is the disk full or the machine overloaded?"
 }
 
 daemon_up || start_dockerd
