@@ -6,7 +6,10 @@ import functools
 import importlib.machinery
 import importlib.util
 import os
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,12 +68,8 @@ def smoke_cells(config: pytest.Config, every_platform: bool = False) -> list[str
 
 def runs_under_emulation(item: pytest.Item) -> bool:
     """Marked `emulated`, or run against a cell of another platform than the default (its id's suffix)."""
-    from kerastack import contract
-
-    callspec = getattr(item, "callspec", None)
-    cell = callspec.params.get("cell_id") if callspec is not None else None
-    others = tuple(contract.platform_suffix(p) for p in contract.PLATFORMS if p != contract.DEFAULT_PLATFORM)
-    return item.get_closest_marker("emulated") is not None or (isinstance(cell, str) and cell.endswith(others))
+    cell = _cell_param(item)
+    return item.get_closest_marker("emulated") is not None or (isinstance(cell, str) and not _is_default_platform(cell))
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -82,7 +81,22 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     emulated = [i for i in items if runs_under_emulation(i)]
     step = {"test_base_check.py": 0, "smoke": 1}
     emulated.sort(key=lambda i: step.get(i.path.name, step.get(i.path.parent.name, 2)))
-    items[:] = [i for i in items if not runs_under_emulation(i)] + emulated
+    # A test that stops the engine waits for the background build (see BackgroundBuild), so it goes
+    # just before the emulated tests, by when that build is done, instead of waiting for it early on.
+    stopping = [i for i in items if i.get_closest_marker("stops_engine") is not None and i not in emulated]
+    items[:] = [i for i in items if not runs_under_emulation(i) and i not in stopping] + stopping + emulated
+    _other_platform_cells[:] = list(dict.fromkeys(cell for i in emulated if isinstance(cell := _cell_param(i), str) and not _is_default_platform(cell)))
+
+
+def _cell_param(item: pytest.Item) -> object:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("cell_id") if callspec is not None else None
+
+
+def _is_default_platform(cell_id: str) -> bool:
+    from kerastack import contract
+
+    return not cell_id.endswith(tuple(contract.platform_suffix(p) for p in contract.PLATFORMS if p != contract.DEFAULT_PLATFORM))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -161,6 +175,102 @@ def remove_made_images(tags: set[str], replaced_ids: set[str]) -> None:
             pass  # gone already, or a container still uses it: not ours to force
 
 
+# ---------------------------------------------------------------- other platforms' images, built alongside
+# The arm64 image builds under QEMU for some ten minutes, mostly one core running dpkg, and its tests
+# come last. Once the session's first native cell is built (so the native base, which a cross build's
+# Python stage starts from, is there and no two builds bootstrap it at once), `kerastack build` builds
+# the other platforms' cells the collected tests need, in a subprocess, while the other tests go on on
+# the other core. Every emulated test, and any test that stops the engine, waits for it first; the
+# cell's fixture fails with the build's log when it failed. It is the CLI a maintainer runs, in its own
+# process group, so the session's end (a failure with -x, a Ctrl-C) stops the whole build with it.
+_other_platform_cells: list[str] = []  # ids the collected emulated tests run against, in order
+BACKGROUND_BUILD_TIMEOUT = 60 * 60
+
+
+@dataclass
+class BackgroundBuild:
+    cell_ids: tuple[str, ...]
+    process: subprocess.Popen
+    report_dir: Path
+    log: Path
+    started: float
+    cells: dict[str, dict] | None = None  # the build report's cells once it has ended
+
+    @classmethod
+    def start(cls, cell_ids: tuple[str, ...], folder: Path) -> BackgroundBuild:
+        log = folder / "build.log"
+        command = [sys.executable, "-m", "kerastack", "--project-dir", str(ROOT), "build", "--report-dir", str(folder), "id=" + ",".join(cell_ids)]
+        with log.open("w") as out:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, process_group=0)
+        print(f"\nbuilding {', '.join(cell_ids)} in the background (log: {log})", file=sys.stderr)
+        return cls(cell_ids, process, folder, log, time.monotonic())
+
+    def finish(self) -> dict[str, dict]:
+        """Wait for the build and return its report's cells by id (each with its status and error)."""
+        if self.cells is None:
+            try:
+                self.process.wait(timeout=max(1.0, BACKGROUND_BUILD_TIMEOUT - (time.monotonic() - self.started)))
+            except subprocess.TimeoutExpired:
+                self.stop()
+            report = self.report_dir / "build-report.json"
+            import json
+
+            cells = json.loads(report.read_text())["cells"] if report.is_file() else []
+            track_build(cells)
+            self.cells = {cell["cell"]: cell for cell in cells}
+        return self.cells
+
+    def outcome(self, cell_id: str) -> None:
+        """Fail, with the build's own words, unless `cell_id` was built."""
+        cell = self.finish().get(cell_id)
+        if cell is None or cell.get("status") != "built":
+            tail = self.log.read_text(errors="replace")[-4000:]
+            said = cell.get("error") if cell else f"exit {self.process.returncode}, no report for the cell"
+            pytest.fail(f"the background build of {cell_id} failed: {said}\n{tail}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+_background: list[BackgroundBuild] = []
+
+
+def start_background_build(config: pytest.Config, docker, all_cells, tmp_path_factory) -> None:
+    """Start building the other platforms' cells (once a session); those this kernel cannot run are left
+    to their tests, which skip saying why."""
+    from kerastack import emulation, matrix
+
+    if _background or not _other_platform_cells or config.getoption("--no-build"):
+        return
+    engine = docker.engine_platform()
+    wanted = []
+    for cell_id in _other_platform_cells:
+        found = matrix.Filter.parse([f"id={cell_id}"]).select(all_cells)
+        if cell_id not in _built and found and (found[0].platform == engine or not emulation.problem(found[0].platform)):
+            wanted.append(cell_id)
+    if wanted:
+        _background.append(BackgroundBuild.start(tuple(wanted), tmp_path_factory.mktemp("background-build")))
+
+
+def wait_for_background_build() -> None:
+    for build in _background:
+        build.finish()
+
+
+@pytest.fixture(autouse=True)
+def _background_build_done(request: pytest.FixtureRequest) -> None:
+    """Emulated tests use (or make) what the background build makes; a test that stops the engine
+    would break it: both wait for it to end."""
+    if _background and (runs_under_emulation(request.node) or request.node.get_closest_marker("stops_engine") is not None):
+        wait_for_background_build()
+
+
 def skip_unless_it_runs_here(docker, platform: str) -> None:
     """Another platform's image is built and run under QEMU: skip, saying why, where this kernel cannot."""
     from kerastack import emulation
@@ -184,7 +294,10 @@ def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_con
     skip_unless_it_runs_here(docker, cell.platform)
     ref = tags.local_ref(project_config.image, cell)
     report = None
-    if request.config.getoption("--no-build"):
+    background = next((b for b in _background if cell_id in b.cell_ids), None)
+    if background is not None:
+        background.outcome(cell_id)
+    elif request.config.getoption("--no-build"):
         if not docker.exists(ref):
             pytest.fail(f"{ref} is not built: run `nox -s build-matrix -- id={cell_id}` first")
     else:
@@ -194,6 +307,8 @@ def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_con
         track_build(build.cells)
         assert build.ok, f"building {cell_id} failed: {build.cells[0].error}"
         report = build.cells[0]
+        if cell.is_default_platform:
+            start_background_build(request.config, docker, all_cells, tmp_path_factory)
     _built[cell_id] = BuiltCell(ref, docker.inspect(ref).id, report)
     return _built[cell_id]
 
@@ -260,6 +375,9 @@ def cell(cell_id, all_cells):
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for build in _background:
+        build.stop()  # still running only when the session ended early
+        build.finish()  # what it made is cleaned up with the rest
     session_cleanup()
 
 
