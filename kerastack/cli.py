@@ -41,7 +41,7 @@ def _engine(options: Options) -> Docker:
 
 def cmd_matrix(options: Options) -> int:
     s = select(options)
-    stamp, created = current_stamp(options.root)
+    stamp, created = current_stamp(options.root, day=options.build_day)
     plans = [plan_cell(s.config, s.all_cells, cell, stamp, s.config.python[cell.python].base_image, created) for cell in s.selected]
     if options.get("json"):
         compact = options.get("compact")
@@ -62,7 +62,7 @@ def cmd_matrix(options: Options) -> int:
 
 def cmd_tags(options: Options) -> int:
     s = select(options)
-    stamp, _ = current_stamp(options.root)
+    stamp, _ = current_stamp(options.root, day=options.build_day)
     table = Table(title=f"Tags of {s.config.image} for revision {stamp.revision}")
     for column in ("tag", "kind", "cell", "moves?"):
         table.add_column(column)
@@ -179,7 +179,7 @@ def cmd_base_images(options: Options) -> int:
 def _build(options: Options, s: Selection, docker: Docker) -> int:
     from .build import build_matrix
 
-    stamp, created = current_stamp(options.root)
+    stamp, created = current_stamp(options.root, day=options.build_day)
     report = build_matrix(docker, options, s, stamp, created, err)
     failed = [c.cell for c in report.cells if c.status != "built"]
     err.print(f"report: {options.report_dir / layout.BUILD_REPORT_MD}")

@@ -59,8 +59,9 @@ def has_uncommitted_changes(root: Path) -> bool:
     )
 
 
-def current_stamp(root: Path, now: datetime | None = None) -> tuple[BuildStamp, str]:
-    """The build stamp (UTC date, revision with `-dirty` when changed) and the RFC 3339 `created` time.
+def current_stamp(root: Path, now: datetime | None = None, day: str | None = None) -> tuple[BuildStamp, str]:
+    """The build stamp (UTC date, or `day` when given: a release's one day for all its jobs; revision with
+    `-dirty` when changed) and the RFC 3339 `created` time.
 
     `created` is the commit time (the SOURCE_DATE_EPOCH convention): rebuilding the same inputs then gives
     the same image id, so a cached rebuild is recognisably the image that was tested.
@@ -73,7 +74,8 @@ def current_stamp(root: Path, now: datetime | None = None) -> tuple[BuildStamp, 
         created = datetime.fromtimestamp(int(_git(root, "log", "-1", "--format=%ct")), UTC)
     except NotARepository:
         revision, created = UNKNOWN, now
-    return BuildStamp.at(now, revision), _rfc3339(created)
+    stamp = BuildStamp(day, revision) if day else BuildStamp.at(now, revision)
+    return stamp, _rfc3339(created)
 
 
 def export_head(root: Path, destination: Path) -> None:

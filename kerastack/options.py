@@ -9,8 +9,10 @@ a file, a bad run count) fail here, before Docker is asked anything.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from . import ca, contract, matrix
@@ -23,6 +25,9 @@ REPOSITORY_ENV = "KERASTACK_REPOSITORY"  # overrides [registry].repository, as -
 BUILDER_ENV = "BUILDX_BUILDER"
 OFFLINE_BASE_ENV = "KERASTACK_OFFLINE_BASE"  # "1": bootstrap the offline base, do not pull the official one
 MIRROR_ENV = "DEBIAN_MIRROR"
+# YYYYMMDD: the day in the immutable tags, instead of today's (UTC). A release computes it once, so its
+# platform jobs stamp one day even when they run on either side of midnight (the join refuses two days).
+BUILD_DAY_ENV = "KERASTACK_BUILD_DAY"
 PLATFORM_ENV = "KERASTACK_PLATFORM"  # the platform `image` serves (the Makefile's PLATFORM), as --platform does
 NO_INSTALL_ENV = "KERASTACK_NO_INSTALL"  # set: never install or start the engine
 REGISTRY_USER_ENV, REGISTRY_PASSWORD_ENV = "REGISTRY_USER", "REGISTRY_PASSWORD"
@@ -53,6 +58,7 @@ class Options:
     install_engine: bool = False  # may install and start a missing engine (root, and not KERASTACK_NO_INSTALL)
     work_dir: Path | None = None
     platform: str | None = None  # `image`: --platform, else KERASTACK_PLATFORM; None: the engine's own
+    build_day: str | None = None  # KERASTACK_BUILD_DAY (YYYYMMDD); None: the day of the build (UTC)
     # publishing
     registry_credentials: tuple[str, str] | None = field(default=None, repr=False)
     # the rest of one command's own options (--json, --stage, --runs, ...), by name
@@ -120,6 +126,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str], *, is_root: bo
         install_engine=is_root and not environ.get(NO_INSTALL_ENV),
         work_dir=_folder(project, work_dir, "--work-dir") if work_dir else None,
         platform=platform,
+        build_day=_build_day(environ.get(BUILD_DAY_ENV)),
         registry_credentials=_credentials(environ),
         extra={k: v for k, v in vars(args).items() if k not in _COMMON},
     )
@@ -135,6 +142,20 @@ def _platform(option: str | None, env: str | None) -> str | None:
         full = [p for p in contract.PLATFORMS if p.endswith("/" + value)]
         fix = f"write it in full: {full[0]}" if full else f"use one of: {', '.join(contract.PLATFORMS)}"
         raise PipelineError(f"{source} {value!r} is not a platform images are built for: {fix}")
+    return value
+
+
+def _build_day(value: str | None) -> str | None:
+    """KERASTACK_BUILD_DAY as YYYYMMDD, a real calendar day (empty: unset)."""
+    if not value:
+        return None
+    problem = f"{BUILD_DAY_ENV}={value!r} is not a day: write it as YYYYMMDD (UTC), e.g. $(date -u +%Y%m%d)"
+    if not re.fullmatch(r"\d{8}", value):
+        raise PipelineError(problem)
+    try:
+        date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        raise PipelineError(problem) from None
     return value
 
 

@@ -302,7 +302,7 @@ def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_con
             pytest.fail(f"{ref} is not built: run `nox -s build-matrix -- id={cell_id}` first")
     else:
         options = pipeline_options("build", "--report-dir", str(tmp_path_factory.mktemp(f"build-{cell_id}")))
-        stamp, created = current_stamp(ROOT)
+        stamp, created = current_stamp(ROOT, day=options.build_day)
         build = build_matrix(docker, options, Selection(project_config, tuple(all_cells), (cell,)), stamp, created)
         track_build(build.cells)
         assert build.ok, f"building {cell_id} failed: {build.cells[0].error}"
@@ -324,7 +324,7 @@ def build_with_gate_input(docker, cell_ids, folder: Path, who: str) -> Path:
     from kerastack.options import select
 
     options = pipeline_options("build", *(f"id={c}" for c in cell_ids), "--report-dir", str(folder))
-    stamp, created = current_stamp(ROOT)
+    stamp, created = current_stamp(ROOT, day=options.build_day)
     build = build_matrix(docker, options, select(options), stamp, created)
     track_build(build.cells)
     assert build.ok, [c.error for c in build.cells]

@@ -160,3 +160,28 @@ def test_a_cross_build_installs_the_venv_on_the_build_platforms_base(cfg, cells)
     native = dict(plan.plan_cell(cfg, cells, arm, STAMP, "arm-base", "2026-12-07T00:00:00Z").build_args)
     assert native["BUILD_BASE_IMAGE"] == native["BASE_IMAGE"] == "arm-base", "a native build installs on its own base"
     assert native["PYTHON_STAGE"] == "base", "... in the image's own base stage, which it references once"
+
+
+# ---------------------------------------------------------------- one build day for a release's platform jobs
+def test_the_build_day_comes_from_the_environment_and_must_be_a_day():
+    assert resolved({"platform": None}, {}).build_day is None, "unset: the day of the build"
+    assert resolved({"platform": None}, {options.BUILD_DAY_ENV: ""}).build_day is None
+    assert resolved({"platform": None}, {options.BUILD_DAY_ENV: "20261231"}).build_day == "20261231"
+    for bad in ("2026-12-31", "20261301", "20260230", "2026123", "tomorrow"):
+        with pytest.raises(PipelineError, match=f"KERASTACK_BUILD_DAY='{bad}' is not a day: write it as YYYYMMDD"):
+            resolved({"platform": None}, {options.BUILD_DAY_ENV: bad})
+
+
+def test_a_given_build_day_stamps_the_immutable_tags_whatever_the_clock(tmp_path):
+    import subprocess
+    from datetime import UTC, datetime
+
+    from kerastack import git
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for command in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    after_midnight = datetime(2027, 1, 1, 0, 1, tzinfo=UTC)
+    assert git.current_stamp(repo, now=after_midnight)[0].date == "20270101"
+    assert git.current_stamp(repo, now=after_midnight, day="20261231")[0].date == "20261231"

@@ -411,6 +411,17 @@ def test_platform_jobs_stage_and_the_index_job_joins_them_after_every_cell_job()
     assert uploads and uploads[0]["with"]["name"].startswith("publish-"), "the release job's publish-* download must find the index report"
 
 
+def test_every_platform_job_stamps_the_runs_one_build_day() -> None:
+    """Jobs on either side of midnight would stamp two days, which the index job refuses to join."""
+    release = jobs(WORKFLOW_DIR / "release.yml")
+    day_steps = [step for step in steps(release["matrix"]) if step.get("id") == "day"]
+    assert day_steps and "date -u +%Y%m%d" in day_steps[0]["run"]
+    assert release["matrix"]["outputs"]["day"] == "${{ steps.day.outputs.day }}"
+    assert release["cell"]["env"]["KERASTACK_BUILD_DAY"] == "${{ needs.matrix.outputs.day }}"
+    matrix_step = next(step for step in steps(release["matrix"]) if step.get("id") == "matrix")
+    assert matrix_step["env"]["KERASTACK_BUILD_DAY"] == "${{ steps.day.outputs.day }}", "the summary's tags are the ones pushed"
+
+
 def test_untested_gpu_cells_are_published_only_from_an_explicit_dispatch_input() -> None:
     text = (WORKFLOW_DIR / "release.yml").read_text()
     data = load(WORKFLOW_DIR / "release.yml")
