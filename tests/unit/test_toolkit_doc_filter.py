@@ -32,13 +32,14 @@ def host_package() -> tuple[str, str, list[str]]:
     pytest.skip("no installed package with doc files found (bash, coreutils, dpkg)")
 
 
-def make_deb(folder: Path, package: str, architecture: str) -> Path:
+def make_deb(folder: Path, package: str, architecture: str, apt_name: bool = False) -> Path:
+    """A .deb named as apt downloads it (NAME_VERSION_ARCH.deb, read from the name) or not (read from the package)."""
     tree = folder / f"{package}-tree"
     (tree / "DEBIAN").mkdir(parents=True)
     (tree / "DEBIAN" / "control").write_text(
         f"Package: {package}\nVersion: 99\nArchitecture: {architecture}\nMaintainer: t <t@example.org>\nDescription: test\n"
     )
-    deb = folder / f"{package}.deb"
+    deb = folder / (f"{package}_1%3a99-1_{architecture}.deb" if apt_name else f"{package}.deb")
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(deb)], check=True, capture_output=True)
     return deb
 
@@ -54,14 +55,15 @@ def copy_docs(docs: list[str], doc_root: Path) -> None:
         target.write_text("doc")
 
 
-def test_an_upgraded_package_keeps_its_doc_files_and_a_new_one_adds_none(tmp_path):
+@pytest.mark.parametrize("apt_name", [True, False], ids=["apt-file-name", "other-file-name"])
+def test_an_upgraded_package_keeps_its_doc_files_and_a_new_one_adds_none(tmp_path, apt_name):
     name, architecture, docs = host_package()
     doc_root = tmp_path / "root"
     copy_docs(docs, doc_root)
     (doc_root / "usr/share/doc/unrelated").mkdir(parents=True)
     (doc_root / "usr/share/doc/unrelated/README").write_text("not upgraded")
-    upgrade = make_deb(tmp_path, name, architecture)
-    new = make_deb(tmp_path, "kerastack-test-new-package", "all")
+    upgrade = make_deb(tmp_path, name, architecture, apt_name)
+    new = make_deb(tmp_path, "kerastack-test-new-package", "all", apt_name)
     config, snapshot = tmp_path / "filter.cfg", tmp_path / "before"
 
     result = run("start", str(config), str(snapshot), str(upgrade), str(new), doc_root=doc_root)
