@@ -103,3 +103,22 @@ def test_the_launcher_serves_jupyterlab_from_the_arm64_image_and_stops_on_ctrl_c
     finally:
         terminal.kill()
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_make_check_with_platform_arm64_pulls_that_platforms_image_of_the_published_index(published):
+    """An arm64 user's Makefile path (`make run` and `make check` share it): `kerastack image`, with PLATFORM,
+    pulls the linux/arm64 image of the published index by its digest and tags it as the arm64 local image
+    (`-arm64`: an engine holds one image per tag), and the launcher's check runs it and says where it runs."""
+    registry = published["registry"]
+    local = f"{registry.host}/{REPOSITORY}:{STEM}-arm64"
+    env = {**os.environ, "KERASTACK_REGISTRY": registry.host, "KERASTACK_REPOSITORY": REPOSITORY}
+    command = ["make", "--no-print-directory", "check", "PLATFORM=linux/arm64"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"pulling {registry.host}/{REPOSITORY}:{STEM} for linux/arm64" in done.stderr
+    pulled = docker.image.inspect(local)
+    assert (pulled.os, pulled.architecture) == ("linux", "arm64")
+    lines = done.stdout.splitlines()
+    assert "image platform:     linux/arm64 (aarch64 in the container)" in lines
+    assert any(line.startswith("emulation:") and "QEMU" in line for line in lines)
+    assert lines[-1].startswith("verdict: ✓")
