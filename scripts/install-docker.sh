@@ -147,13 +147,14 @@ wait_for_running_dockerd() {
 }
 
 # dockerd gives the containerd it starts 15 s to answer, then exits ("timeout waiting for containerd to
-# start"); a machine that is busy or slow to boot can miss that, and a second try finds containerd up
-# (dockerd reuses one that still runs). Any other exit, or a dockerd that runs but never answers, is an error.
+# start"); a fresh machine, busy or with cold caches, once missed that on CI. Each try starts containerd
+# afresh (it dies with dockerd), with the caches the last one warmed. Any other exit, or a dockerd that
+# runs but never answers, is an error.
 DOCKERD_ATTEMPTS=3
 
 launch_dockerd_and_wait() {
   local since
-  since=$(wc -l <"$DOCKERD_LOG" 2>/dev/null || echo 0)
+  since=$({ wc -l <"$DOCKERD_LOG"; } 2>/dev/null || echo 0)
   # Its own session and process group, stdin closed: a Ctrl-C or a closed terminal in the shell that
   # ran this script (or `make run`) must not reach the engine. `setsid -f` always forks, so dockerd is
   # never the leader of our group even when this script is.
@@ -163,7 +164,7 @@ launch_dockerd_and_wait() {
     daemon_up && return 0
     if ! pgrep -x dockerd >/dev/null; then
       # Only this attempt's lines: an old failure in the log must not be taken for this one.
-      if tail -n +"$((since + 1))" "$DOCKERD_LOG" | grep -q 'timeout waiting for containerd to start'; then
+      if grep -q 'timeout waiting for containerd to start' < <(tail -n +"$((since + 1))" "$DOCKERD_LOG"); then
         return 2
       fi
       tail -n 20 "$DOCKERD_LOG" >&2 || true

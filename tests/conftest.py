@@ -73,19 +73,24 @@ def runs_under_emulation(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests of another platform's images go last, in their order: they build and run under QEMU (the
-    slowest build of the session), nothing else waits on them, and by then the reproducibility test has
-    shrunk the build cache on CI's machine (KERASTACK_TEST_BUILD_CACHE), so the arm64 image's build never
-    stacks on the disk the earlier builds hold. Among them: the base first, then the smoke checks of the
-    image, then what uses the checked image (--check, the launcher, publish)."""
+    """The tests of another platform's images go last, in their order: they run under QEMU, and the image
+    they use is built in the background meanwhile (see BackgroundBuild). Among them: the base first, then
+    the smoke checks of the image, then what uses the checked image (--check, the launcher, publish).
+    Just before them come the tests marked `after_background_build`, which wait for that build to end:
+    the one that stops the engine, and the reproducibility test, which shrinks the build cache on CI's
+    machine (KERASTACK_TEST_BUILD_CACHE) and needs the disk for two clean builds."""
     emulated = [i for i in items if runs_under_emulation(i)]
     step = {"test_base_check.py": 0, "smoke": 1}
     emulated.sort(key=lambda i: step.get(i.path.name, step.get(i.path.parent.name, 2)))
-    # A test that stops the engine waits for the background build (see BackgroundBuild), so it goes
-    # just before the emulated tests, by when that build is done, instead of waiting for it early on.
-    stopping = [i for i in items if i.get_closest_marker("stops_engine") is not None and i not in emulated]
-    items[:] = [i for i in items if not runs_under_emulation(i) and i not in stopping] + stopping + emulated
-    _other_platform_cells[:] = list(dict.fromkeys(cell for i in emulated if isinstance(cell := _cell_param(i), str) and not _is_default_platform(cell)))
+    waiting = [i for i in items if i.get_closest_marker("after_background_build") is not None and i not in emulated]
+    items[:] = [i for i in items if not runs_under_emulation(i) and i not in waiting] + waiting + emulated
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The other platforms' cells the selected tests run against (after -k/-m deselection): what the
+    background build makes."""
+    selected = (i for i in session.items if runs_under_emulation(i))
+    _other_platform_cells[:] = list(dict.fromkeys(cell for i in selected if isinstance(cell := _cell_param(i), str) and not _is_default_platform(cell)))
 
 
 def _cell_param(item: pytest.Item) -> object:
@@ -177,12 +182,13 @@ def remove_made_images(tags: set[str], replaced_ids: set[str]) -> None:
 
 # ---------------------------------------------------------------- other platforms' images, built alongside
 # The arm64 image builds under QEMU for some ten minutes, mostly one core running dpkg, and its tests
-# come last. Once the session's first native cell is built (so the native base, which a cross build's
-# Python stage starts from, is there and no two builds bootstrap it at once), `kerastack build` builds
-# the other platforms' cells the collected tests need, in a subprocess, while the other tests go on on
-# the other core. Every emulated test, and any test that stops the engine, waits for it first; the
-# cell's fixture fails with the build's log when it failed. It is the CLI a maintainer runs, in its own
-# process group, so the session's end (a failure with -x, a Ctrl-C) stops the whole build with it.
+# come last. Once the session's first cell of the engine's own platform is built (so that platform's
+# base, which a cross build's Python stage starts from, is there and no two builds bootstrap it at once),
+# `kerastack build` builds the other platforms' cells the selected tests need, in a subprocess, while
+# the other tests go on on the other core. Every emulated test, every test marked
+# `after_background_build`, and a gate-input build of those cells wait for it first; the cell's fixture
+# fails with the build's log when it failed. It is the CLI a maintainer runs, in its own process group,
+# so the session's end (a failure with -x, a Ctrl-C) stops the whole build with it.
 _other_platform_cells: list[str] = []  # ids the collected emulated tests run against, in order
 BACKGROUND_BUILD_TIMEOUT = 60 * 60
 
@@ -202,7 +208,6 @@ class BackgroundBuild:
         command = [sys.executable, "-m", "kerastack", "--project-dir", str(ROOT), "build", "--report-dir", str(folder), "id=" + ",".join(cell_ids)]
         with log.open("w") as out:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, process_group=0)
-        print(f"\nbuilding {', '.join(cell_ids)} in the background (log: {log})", file=sys.stderr)
         return cls(cell_ids, process, folder, log, time.monotonic())
 
     def finish(self) -> dict[str, dict]:
@@ -255,19 +260,25 @@ def start_background_build(config: pytest.Config, docker, all_cells, tmp_path_fa
         if cell_id not in _built and found and (found[0].platform == engine or not emulation.problem(found[0].platform)):
             wanted.append(cell_id)
     if wanted:
-        _background.append(BackgroundBuild.start(tuple(wanted), tmp_path_factory.mktemp("background-build")))
+        build = BackgroundBuild.start(tuple(wanted), tmp_path_factory.mktemp("background-build"))
+        _background.append(build)
+        # Past pytest's capture, so it shows whatever the test under way does.
+        if reporter := config.pluginmanager.get_plugin("terminalreporter"):
+            reporter.write_line(f"building {', '.join(wanted)} in the background (log: {build.log})")
 
 
-def wait_for_background_build() -> None:
+def wait_for_background_build(cell_ids=None) -> None:
+    """Wait for the background build (only if it builds one of `cell_ids`, when given)."""
     for build in _background:
-        build.finish()
+        if cell_ids is None or set(cell_ids) & set(build.cell_ids):
+            build.finish()
 
 
 @pytest.fixture(autouse=True)
 def _background_build_done(request: pytest.FixtureRequest) -> None:
-    """Emulated tests use (or make) what the background build makes; a test that stops the engine
-    would break it: both wait for it to end."""
-    if _background and (runs_under_emulation(request.node) or request.node.get_closest_marker("stops_engine") is not None):
+    """Emulated tests use (or make) what the background build makes; a test marked `after_background_build`
+    (it stops the engine, or prunes the build cache) would break it: both wait for it to end."""
+    if _background and (runs_under_emulation(request.node) or request.node.get_closest_marker("after_background_build") is not None):
         wait_for_background_build()
 
 
@@ -307,7 +318,7 @@ def built_cell(request: pytest.FixtureRequest, cell_id: str, docker, project_con
         track_build(build.cells)
         assert build.ok, f"building {cell_id} failed: {build.cells[0].error}"
         report = build.cells[0]
-        if cell.is_default_platform:
+        if cell.platform == docker.engine_platform():
             start_background_build(request.config, docker, all_cells, tmp_path_factory)
     _built[cell_id] = BuiltCell(ref, docker.inspect(ref).id, report)
     return _built[cell_id]
@@ -323,6 +334,7 @@ def build_with_gate_input(docker, cell_ids, folder: Path, who: str) -> Path:
     from kerastack.git import current_stamp
     from kerastack.options import select
 
+    wait_for_background_build(cell_ids)  # never two builds of one cell (and its tags) at once
     options = pipeline_options("build", *(f"id={c}" for c in cell_ids), "--report-dir", str(folder))
     stamp, created = current_stamp(ROOT, day=options.build_day)
     build = build_matrix(docker, options, select(options), stamp, created)
@@ -376,8 +388,8 @@ def cell(cell_id, all_cells):
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for build in _background:
-        build.stop()  # still running only when the session ended early
-        build.finish()  # what it made is cleaned up with the rest
+        build.stop()  # still running only when the session ended early (a stopped build leaves no report)
+        build.finish()  # what a finished build made is cleaned up with the rest
     session_cleanup()
 
 

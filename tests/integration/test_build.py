@@ -54,7 +54,7 @@ def test_naive_baseline_is_measured_and_larger(tmp_path, docker_engine):
 
 
 def test_build_matrix_builds_both_python_versions_and_reports_them(tmp_path, docker_engine, project_config):
-    # The default platform's: the arm64 cells are built (under QEMU here) only by the emulated tests, at the end.
+    # The default platform's: the arm64 cells are built (under QEMU here) only for the emulated tests (tests/conftest.py's background build).
     result = kerastack("build", "variant=cpu", "tf=2.21", "platform=linux/amd64", "--report-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "build-report.json").read_text())

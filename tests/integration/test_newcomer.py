@@ -33,7 +33,7 @@ from tests.terminal import Terminal
 
 pytestmark = [
     pytest.mark.docker,
-    pytest.mark.stops_engine,
+    pytest.mark.after_background_build,  # it stops the engine
     pytest.mark.skipif(
         os.environ.get(STOP_ENGINE_GATE) != "1",
         reason=f"stops and restarts the Docker engine, which every container on this machine needs; set {STOP_ENGINE_GATE}=1 to run it",

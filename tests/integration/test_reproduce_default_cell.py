@@ -24,7 +24,7 @@ from kerastack import ca
 from kerastack.docker_client import Docker
 from tests.conftest import BUILD_CACHE_ENV, ROOT
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.after_background_build]  # it prunes the build cache, and needs the disk
 DEFAULT_CPU = "tf2.21.0-py3.11-cpu"
 
 
@@ -72,8 +72,9 @@ def leaks_in(ref: str, markers: list[bytes]) -> dict[str, list[bytes]]:
 @pytest.fixture
 def room_for_two_builds(docker_engine):
     """On CI's fresh machine (KERASTACK_TEST_BUILD_CACHE set, as at the session's end) the cache is shrunk
-    first: this is the session's last Docker test, and its two clean builds need room the earlier builds'
-    cache holds. Never on a user's machine: a global prune touches other builds' cache too."""
+    first: this is the last Docker test before the emulated ones (whose image the background build has
+    finished by then), and its two clean builds need room the earlier builds' cache holds. Never on a
+    user's machine: a global prune touches other builds' cache too."""
     if limit := os.environ.get(BUILD_CACHE_ENV):
         Docker().prune_build_cache(limit)
 

@@ -2,8 +2,8 @@
 (docker, dockerd, pgrep, id) so nothing on this machine is touched.
 
 dockerd gives the containerd it starts 15 s, then exits with "timeout waiting for containerd to
-start"; CI's fresh machine once missed that on the first start. The script tries again (dockerd reuses
-a containerd that still runs), a bounded number of times, and stops at once on any other failure."""
+start"; CI's fresh machine once missed that on the first start. The script tries again, a bounded number
+of times, and stops at once on any other failure."""
 
 from __future__ import annotations
 

@@ -55,9 +55,12 @@ def copy_docs(docs: list[str], doc_root: Path) -> None:
         target.write_text("doc")
 
 
+@pytest.mark.parametrize("new_architecture", ["same", "all"], ids=["same-architecture", "now-arch-independent"])
 @pytest.mark.parametrize("apt_name", [True, False], ids=["apt-file-name", "other-file-name"])
-def test_an_upgraded_package_keeps_its_doc_files_and_a_new_one_adds_none(tmp_path, apt_name):
+def test_an_upgraded_package_keeps_its_doc_files_and_a_new_one_adds_none(tmp_path, apt_name, new_architecture):
     name, architecture, docs = host_package()
+    if new_architecture == "all":
+        architecture = "all"  # a package whose new version changed its architecture is still an upgrade
     doc_root = tmp_path / "root"
     copy_docs(docs, doc_root)
     (doc_root / "usr/share/doc/unrelated").mkdir(parents=True)
