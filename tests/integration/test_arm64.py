@@ -119,6 +119,9 @@ def test_make_check_with_platform_arm64_pulls_that_platforms_image_of_the_publis
     pulled = docker.image.inspect(local)
     assert (pulled.os, pulled.architecture) == ("linux", "arm64")
     lines = done.stdout.splitlines()
+    assert "TensorFlow:         2.21.0" in lines and "devices:            /physical_device:CPU:0" in lines
     assert "image platform:     linux/arm64 (aarch64 in the container)" in lines
-    assert any(line.startswith("emulation:") and "QEMU" in line for line in lines)
+    assert "host platform:      linux/amd64 (the Docker engine's)" in lines
+    (emulation,) = [line for line in lines if line.startswith("emulation:")]
+    assert "linux/arm64 image on a linux/amd64 host runs under QEMU emulation" in emulation and "slower" in emulation
     assert lines[-1].startswith("verdict: ✓")
