@@ -79,22 +79,26 @@ def test_an_upgraded_package_keeps_its_doc_files_and_a_new_one_adds_none(tmp_pat
     assert "/usr/share/doc/unrelated/README" in snapshot.read_text().splitlines()
 
 
-def test_check_passes_when_every_doc_file_is_still_there(tmp_path):
+@pytest.fixture
+def started(tmp_path) -> tuple[Path, Path]:
+    """A doc tree with two files, and the snapshot `start` took of it: (the tree's root, the snapshot)."""
     doc_root = tmp_path / "root"
     copy_docs(["/usr/share/doc/a/copyright", "/usr/share/man/man1/a.1.gz"], doc_root)
     snapshot = tmp_path / "before"
     assert run("start", str(tmp_path / "cfg"), str(snapshot), str(make_deb(tmp_path, "kerastack-test-x", "all")), doc_root=doc_root).returncode == 0
+    return doc_root, snapshot
+
+
+def test_check_passes_when_every_doc_file_is_still_there(started):
+    doc_root, snapshot = started
     (doc_root / "usr/share/doc/b").mkdir()
     (doc_root / "usr/share/doc/b/copyright").write_text("added by the install: fine")
 
     assert run("check", str(snapshot), doc_root=doc_root).returncode == 0
 
 
-def test_check_fails_naming_a_deleted_doc_file(tmp_path):
-    doc_root = tmp_path / "root"
-    copy_docs(["/usr/share/doc/a/copyright", "/usr/share/man/man1/a.1.gz"], doc_root)
-    snapshot = tmp_path / "before"
-    assert run("start", str(tmp_path / "cfg"), str(snapshot), str(make_deb(tmp_path, "kerastack-test-x", "all")), doc_root=doc_root).returncode == 0
+def test_check_fails_naming_a_deleted_doc_file(started):
+    doc_root, snapshot = started
     (doc_root / "usr/share/man/man1/a.1.gz").unlink()
 
     result = run("check", str(snapshot), doc_root=doc_root)
