@@ -262,9 +262,11 @@ def start_background_build(config: pytest.Config, docker, all_cells, tmp_path_fa
     if wanted:
         build = BackgroundBuild.start(tuple(wanted), tmp_path_factory.mktemp("background-build"))
         _background.append(build)
-        # Past pytest's capture, so it shows whatever the test under way does.
-        if reporter := config.pluginmanager.get_plugin("terminalreporter"):
-            reporter.write_line(f"building {', '.join(wanted)} in the background (log: {build.log})")
+        # Past pytest's capture (fd-level while a fixture runs), so it shows whatever the test under way does.
+        reporter, capture = config.pluginmanager.get_plugin("terminalreporter"), config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"building {', '.join(wanted)} in the background (log: {build.log})")
 
 
 def wait_for_background_build(cell_ids=None) -> None:
