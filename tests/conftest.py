@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import importlib.machinery
 import importlib.util
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +91,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The other platforms' cells the selected tests run against (after -k/-m deselection): what the
     background build makes."""
-    selected = (i for i in session.items if runs_under_emulation(i))
-    _other_platform_cells[:] = list(dict.fromkeys(cell for i in selected if isinstance(cell := _cell_param(i), str) and not _is_default_platform(cell)))
+    cells = (_cell_param(i) for i in session.items)
+    _other_platform_cells[:] = list(dict.fromkeys(cell for cell in cells if isinstance(cell, str) and not _is_default_platform(cell)))
 
 
 def _cell_param(item: pytest.Item) -> object:
@@ -218,8 +220,6 @@ class BackgroundBuild:
             except subprocess.TimeoutExpired:
                 self.stop()
             report = self.report_dir / "build-report.json"
-            import json
-
             cells = json.loads(report.read_text())["cells"] if report.is_file() else []
             track_build(cells)
             self.cells = {cell["cell"]: cell for cell in cells}
@@ -249,16 +249,17 @@ _background: list[BackgroundBuild] = []
 def start_background_build(config: pytest.Config, docker, all_cells, tmp_path_factory) -> None:
     """Start building the other platforms' cells (once a session); those this kernel cannot run are left
     to their tests, which skip saying why."""
-    from kerastack import emulation, matrix
+    from kerastack import emulation
 
     if _background or not _other_platform_cells or config.getoption("--no-build"):
         return
     engine = docker.engine_platform()
-    wanted = []
-    for cell_id in _other_platform_cells:
-        found = matrix.Filter.parse([f"id={cell_id}"]).select(all_cells)
-        if cell_id not in _built and found and (found[0].platform == engine or not emulation.problem(found[0].platform)):
-            wanted.append(cell_id)
+    platform_of = {cell.id: cell.platform for cell in all_cells}
+    wanted = [
+        cell_id
+        for cell_id in _other_platform_cells
+        if cell_id not in _built and cell_id in platform_of and (platform_of[cell_id] == engine or not emulation.problem(platform_of[cell_id]))
+    ]
     if wanted:
         build = BackgroundBuild.start(tuple(wanted), tmp_path_factory.mktemp("background-build"))
         _background.append(build)
@@ -269,7 +270,7 @@ def start_background_build(config: pytest.Config, docker, all_cells, tmp_path_fa
                 reporter.write_line(f"building {', '.join(wanted)} in the background (log: {build.log})")
 
 
-def wait_for_background_build(cell_ids=None) -> None:
+def wait_for_background_build(cell_ids: Iterable[str] | None = None) -> None:
     """Wait for the background build (only if it builds one of `cell_ids`, when given)."""
     for build in _background:
         if cell_ids is None or set(cell_ids) & set(build.cell_ids):
